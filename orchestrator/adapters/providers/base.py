@@ -1,0 +1,162 @@
+"""What every HTTP provider adapter shares: one ``send`` that turns the wire into values or
+``ProviderError``s, so adapters hold only their protocol's paths and shapes.
+
+::
+
+    httpx ConnectError / ConnectTimeout / PoolTimeout   → Transient(request_sent=False)
+    httpx ReadTimeout / ReadError / WriteError /
+          RemoteProtocolError / other transport errors  → Transient(request_sent=True)
+    non-2xx response                                    → classify_response(...)
+    2xx with a truncated or malformed JSON body         → Transient (parse_json_body)
+
+The API key goes into the ``Authorization`` header of each request and nowhere else: it is
+not kept on the (shared) client, and every message is scrubbed of it before it is raised,
+because a runtime may echo what it was sent in an error body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from orchestrator.domain.errors import (
+    Permanent,
+    ProviderError,
+    Transient,
+    classify_response,
+    parse_json_body,
+)
+
+# Failing these, the request certainly never reached the runtime: safe to send again.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NO_BODY = object()
+REDACTED = "[redacted]"
+
+
+def segment(value: str) -> str:
+    """One URL path segment, quoted so an id can never add or climb path levels."""
+    return quote(value, safe="")
+
+
+class HttpProvider:
+    """Base of the HTTP adapters. The ``client`` belongs to the caller (usually the
+    process's shared one), so ``close`` leaves it open."""
+
+    name: str
+    idempotent_start: bool = False
+    supports_cancel: bool = False
+
+    def __init__(self, name: str, base_url: str, api_key: str, client: httpx.Client) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+
+    def authorization(self, api_key: str) -> str:
+        """The ``Authorization`` header value for this runtime."""
+        return f"Bearer {api_key}"
+
+    def close(self) -> None:
+        """Nothing to release: the HTTP client is shared and closed by its owner."""
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = _NO_BODY,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        not_ready_statuses: frozenset[int] = frozenset(),
+        timeout: httpx.Timeout | None = None,
+    ) -> object:
+        """Send one request and return its decoded JSON body (``None`` when empty).
+
+        Raises ``ProviderError``: ``NotReady`` for a status in ``not_ready_statuses``,
+        else whatever ``classify_response`` or the transport failure amounts to.
+        """
+        response = self._transmit(method, path, body, params, headers, timeout)
+        error = classify_response(
+            response.status_code,
+            response.headers,
+            response.content,
+            time.time(),
+            provider=self.name,
+            not_ready_statuses=not_ready_statuses,
+        )
+        if error is not None:
+            raise self._redacted(error)
+        try:
+            return parse_json_body(response.content)
+        except Transient as exc:
+            raise Transient(f"{self.name}: {method} {path}: {exc.message}") from None
+
+    def _transmit(
+        self,
+        method: str,
+        path: str,
+        body: object,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        timeout: httpx.Timeout | None,
+    ) -> httpx.Response:
+        request_headers = {"Authorization": self.authorization(self._api_key)}
+        request_headers["Accept"] = "application/json"
+        content: bytes | None = None
+        if body is not _NO_BODY:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            request_headers["Content-Type"] = "application/json"
+        request_headers.update(headers or {})
+        options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        try:
+            return self._client.request(
+                method,
+                self.base_url + path,
+                content=content,
+                params=params,
+                headers=request_headers,
+                **options,
+            )
+        except httpx.UnsupportedProtocol as exc:
+            raise self._redacted(
+                Permanent(f"{self.name}: cannot call {self.base_url!r} ({exc}); check base_url")
+            ) from None
+        except NOT_SENT_ERRORS as exc:
+            raise self._transport_error(method, path, exc, sent=False) from None
+        except httpx.TransportError as exc:
+            raise self._transport_error(method, path, exc, sent=True) from None
+
+    def _transport_error(
+        self, method: str, path: str, exc: Exception, *, sent: bool
+    ) -> ProviderError:
+        # ``from None`` above: the httpx exception holds the request, headers and all.
+        what = "no answer (the request may have been received)" if sent else "could not connect"
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = Transient(f"{self.name}: {method} {path}: {what} ({detail})", request_sent=sent)
+        return self._redacted(error)
+
+    def _redacted(self, error: ProviderError) -> ProviderError:
+        if self._api_key and self._api_key in error.message:
+            error.message = error.message.replace(self._api_key, REDACTED)
+            error.args = (error.message,)
+        return error
+
+    def unexpected(self, what: str) -> Transient:
+        """A 2xx answer that lacks what the protocol promises: treated like a malformed
+        body, and as possibly having taken effect."""
+        return Transient(f"{self.name}: unexpected answer: {what}", request_sent=True)
+
+    def field(self, body: object, key: str, what: str) -> str:
+        """A non-empty string field of a JSON object answer."""
+        value = body.get(key) if isinstance(body, Mapping) else None
+        if not isinstance(value, str) or not value:
+            raise self.unexpected(f"the {what} answer has no '{key}'")
+        return value

@@ -1,0 +1,87 @@
+"""The Cordage webhook adapter (see ``cordage-api.md`` and ``providers/README.md``).
+
+Cordage has no idempotent start: a trigger whose answer was lost may or may not have made a
+run, and ``start`` must not be sent again blindly (``idempotent_start = False``); callers
+reconcile with ``list_runs``. The kill path is not documented, so it is a setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from orchestrator.adapters.providers.base import HttpProvider, segment
+from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
+
+DEFAULT_KILL_PATH = "/{webhook_key}/runs/{run_id}/kill"
+_STATES = {state.value: state for state in RemoteState}
+
+
+class CordageProvider(HttpProvider):
+    idempotent_start = False
+    supports_cancel = True
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        api_key: str,
+        client: httpx.Client,
+        *,
+        kill_path: str = DEFAULT_KILL_PATH,
+    ) -> None:
+        super().__init__(name, base_url, api_key, client)
+        try:
+            kill_path.format(webhook_key="k", run_id="r")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                f"kill_path '{kill_path}' may use only {{webhook_key}} and {{run_id}}, "
+                f"such as '{DEFAULT_KILL_PATH}'"
+            ) from None
+        self.kill_path = "/" + kill_path.lstrip("/")
+
+    def reserve(self, workflow: str) -> str | None:
+        return None  # nothing to reserve: Cordage has no provisioned ids
+
+    def start(self, launch: LaunchRequest) -> str:
+        # X-Correlation-Id is not a Cordage feature; it is sent because servers ignore
+        # unknown headers and it lets the sandbox and proxies tie a run to its job.
+        body = self.send(
+            "POST",
+            f"/{segment(launch.workflow)}/trigger",
+            body=launch.inputs,
+            headers={"X-Correlation-Id": launch.job_id},
+        )
+        return self.field(body, "run_id", "trigger")
+
+    def poll(self, workflow: str, run_id: str) -> RunStatus:
+        body = self.send("GET", f"/{segment(workflow)}/runs/{segment(run_id)}")
+        return self.run_status(body)
+
+    def cancel(self, workflow: str, run_id: str) -> bool:
+        path = self.kill_path.format(webhook_key=segment(workflow), run_id=segment(run_id))
+        self.send("POST", path)
+        return True
+
+    def list_runs(self, webhook_key: str) -> list[dict[str, object]]:
+        """The webhook's recent runs, newest first (each as ``poll`` sees it raw)."""
+        body = self.send("GET", f"/{segment(webhook_key)}/runs")
+        runs = body.get("runs") if isinstance(body, Mapping) else None
+        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+            raise self.unexpected("list runs did not answer {'runs': [...]}")
+        return runs
+
+    def run_status(self, body: object) -> RunStatus:
+        """A run object (from get run or list runs) as a ``RunStatus``."""
+        raw = body.get("status") if isinstance(body, Mapping) else None
+        state = _STATES.get(raw) if isinstance(raw, str) else None
+        if state is None or not isinstance(body, Mapping):
+            raise self.unexpected(f"run status {raw!r} is none of {sorted(_STATES)}")
+        if state is RemoteState.COMPLETED:
+            return RunStatus(state, outputs=body.get("outputs", []), raw_status=state.value)
+        if state is RemoteState.FAILED:
+            error = body.get("error")
+            message = error[:500] if isinstance(error, str) and error else "the run failed"
+            return RunStatus(state, error=message, raw_status=state.value)
+        return RunStatus(state, raw_status=state.value)

@@ -1,0 +1,290 @@
+"""``SqlStore``: the ``JobStore`` port on SQLAlchemy Core (SQLite or PostgreSQL).
+
+Core statements rather than ORM sessions: per-job bookkeeping is what a busy orchestrator
+runs out of first, and one ``UPDATE … WHERE id = ? AND status IN (…) RETURNING *`` is the
+cheapest compare-and-set there is. Zero rows back means another process moved the job first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.adapters.store.engine import IMMEDIATE
+from orchestrator.adapters.store.tables import (
+    api_tokens,
+    deliveries,
+    delivery_attempts,
+    job_events,
+    jobs,
+)
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.job import ACTIVE, NEW_ATTEMPT, JobStatus, transition
+from orchestrator.domain.records import (
+    Delivery,
+    DeliveryAttempt,
+    Job,
+    JobChange,
+    NewDelivery,
+    NewJob,
+    Token,
+)
+from orchestrator.ports import AlreadyExists
+
+_JOB_FIELDS = set(Job.__dataclass_fields__)
+
+
+def _job(row: Row[Any]) -> Job:
+    data = {k: v for k, v in row._mapping.items() if k in _JOB_FIELDS}
+    data["status"] = JobStatus(data["status"])
+    data["labels"] = data.get("labels") or {}
+    return Job(**data)
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    return Delivery(**dict(row._mapping))
+
+
+class SqlStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # jobs ---------------------------------------------------------------------------------
+
+    def add_job(self, new: NewJob, now: float) -> Job:
+        values = {**new.__dict__, "labels": dict(new.labels), "status": JobStatus.QUEUED.value,
+                  "created_at": now, "updated_at": now, "next_action_at": now}
+        try:
+            with self._write() as conn:
+                row = conn.execute(insert(jobs).values(**values).returning(*jobs.c)).one()
+                conn.execute(insert(job_events).values(
+                    job_id=new.id, attempt=1, event="submit", status="queued", at=now))
+        except IntegrityError:
+            raise AlreadyExists(f"idempotency key '{new.idempotency_key}' is taken") from None
+        return _job(row)
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._read() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+        return None if row is None else _job(row)
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        query = select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _job(row)
+
+    def move(self, change: JobChange, now: float) -> Job | None:
+        step = transition(change.event)
+        values: dict[str, Any] = {**change.values, "status": step.target.value,
+                                  "updated_at": now}
+        if change.event in NEW_ATTEMPT:
+            values["attempt"] = jobs.c.attempt + 1
+        conditions = [jobs.c.id == change.job_id,
+                      jobs.c.status.in_([s.value for s in step.sources])]
+        conditions += [_equals(name, value) for name, value in change.guard.items()]
+        statement = update(jobs).where(*conditions).values(**values).returning(*jobs.c)
+        with self._write() as conn:
+            row = conn.execute(statement).one_or_none()
+            if row is None:
+                return None
+            conn.execute(insert(job_events).values(
+                job_id=change.job_id, attempt=row.attempt, event=change.event.value,
+                status=step.target.value, at=now, detail=change.detail))
+            self._insert_deliveries(conn, change.deliveries, now)
+        return _job(row)
+
+    def update_job(
+        self, job_id: str, guard: Mapping[str, object], values: Mapping[str, object]
+    ) -> bool:
+        conditions = [jobs.c.id == job_id] + [_equals(k, v) for k, v in guard.items()]
+        with self._write() as conn:
+            result = conn.execute(update(jobs).where(*conditions).values(**values))
+        return result.rowcount == 1
+
+    def touch_jobs(self, job_ids: Iterable[str], now: float) -> None:
+        ids = list(job_ids)
+        if ids:
+            with self._write() as conn:
+                conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(next_action_at=now))
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        batch_id: str | None = None,
+        label: tuple[str, str] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        # Ids are ULIDs: sorting by id is sorting by creation, so a cursor is just an id.
+        query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        for column, value in (("status", status), ("workflow", workflow),
+                              ("batch_id", batch_id)):
+            if value is not None:
+                query = query.where(jobs.c[column] == value)
+        if label is not None:
+            query = query.where(jobs.c.labels[label[0]].as_string() == label[1])
+        if after is not None:
+            query = query.where(jobs.c.id < after)
+        with self._read() as conn:
+            return [_job(row) for row in conn.execute(query)]
+
+    def count_by_status(self, *, label: tuple[str, str] | None = None) -> dict[str, int]:
+        query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        if label is not None:
+            query = query.where(jobs.c.labels[label[0]].as_string() == label[1])
+        with self._read() as conn:
+            return {status: count for status, count in conn.execute(query)}
+
+    def total_polls(self, *, label: tuple[str, str] | None = None) -> int:
+        query = select(func.coalesce(func.sum(jobs.c.polls), 0))
+        if label is not None:
+            query = query.where(jobs.c.labels[label[0]].as_string() == label[1])
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+        query = (select(jobs)
+                 .where(jobs.c.status.in_([s.value for s in ACTIVE]),
+                        jobs.c.next_action_at < now)
+                 .order_by(jobs.c.next_action_at).limit(limit))
+        with self._read() as conn:
+            return [_job(row) for row in conn.execute(query)]
+
+    def job_events(self, job_id: str) -> list[Mapping[str, object]]:
+        query = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    # deliveries ---------------------------------------------------------------------------
+
+    def _insert_deliveries(
+        self, conn: Connection, items: Iterable[NewDelivery], now: float
+    ) -> None:
+        rows = [{**item.__dict__, "status": "pending", "attempts": 0, "created_at": now}
+                for item in items]
+        if rows:
+            conn.execute(insert(deliveries), rows)
+
+    def add_deliveries(self, items: Iterable[NewDelivery], now: float) -> list[Delivery]:
+        items = list(items)
+        with self._write() as conn:
+            self._insert_deliveries(conn, items, now)
+        return [d for d in (self.get_delivery(item.id) for item in items) if d is not None]
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(deliveries).where(deliveries.c.id == delivery_id)).one_or_none()
+        return None if row is None else _delivery(row)
+
+    def deliveries_for_job(self, job_id: str) -> list[Delivery]:
+        query = select(deliveries).where(deliveries.c.job_id == job_id)
+        with self._read() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def delivery_attempts(self, delivery_id: str) -> list[Mapping[str, object]]:
+        query = (select(delivery_attempts)
+                 .where(delivery_attempts.c.delivery_id == delivery_id)
+                 .order_by(delivery_attempts.c.number))
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def count_deliveries(self, *, label: tuple[str, str] | None = None) -> dict[str, int]:
+        query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+        if label is not None:
+            query = query.join(jobs, jobs.c.id == deliveries.c.job_id).where(
+                jobs.c.labels[label[0]].as_string() == label[1])
+        with self._read() as conn:
+            return {status: count for status, count in conn.execute(query)}
+
+    def record_delivery_attempt(
+        self, attempt: DeliveryAttempt, *, status: str, next_attempt_at: float | None
+    ) -> bool:
+        values: dict[str, Any] = {
+            "status": status, "attempts": attempt.number, "next_attempt_at": next_attempt_at,
+            "last_status_code": attempt.status_code, "last_error": attempt.error}
+        if status == "succeeded":
+            values["delivered_at"] = attempt.at
+        guarded = update(deliveries).where(
+            deliveries.c.id == attempt.delivery_id,
+            deliveries.c.attempts == attempt.number - 1,
+            deliveries.c.status == "pending").values(**values)
+        with self._write() as conn:
+            if conn.execute(guarded).rowcount != 1:
+                return False
+            conn.execute(insert(delivery_attempts).values(
+                delivery_id=attempt.delivery_id, number=attempt.number, at=attempt.at,
+                status_code=attempt.status_code, latency_ms=attempt.latency_s * 1000,
+                error=attempt.error))
+        return True
+
+    def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        query = (select(deliveries)
+                 .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at < now)
+                 .order_by(deliveries.c.next_attempt_at).limit(limit))
+        with self._read() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def touch_deliveries(self, delivery_ids: Iterable[str], now: float) -> None:
+        ids = list(delivery_ids)
+        if ids:
+            with self._write() as conn:
+                conn.execute(update(deliveries).where(deliveries.c.id.in_(ids))
+                             .values(next_attempt_at=now))
+
+    # tokens -------------------------------------------------------------------------------
+
+    def add_token(self, name: str, prefix: str, secret_hash: str, now: float) -> Token:
+        token = Token(id=new_id("tok"), name=name, prefix=prefix, created_at=now)
+        try:
+            with self._write() as conn:
+                conn.execute(insert(api_tokens).values(
+                    id=token.id, name=name, prefix=prefix, secret_hash=secret_hash,
+                    created_at=now))
+        except IntegrityError:
+            raise AlreadyExists(f"a token named '{name}' already exists") from None
+        return token
+
+    def token_by_hash(self, secret_hash: str) -> Token | None:
+        query = select(api_tokens).where(api_tokens.c.secret_hash == secret_hash)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _token(row)
+
+    def list_tokens(self) -> list[Token]:
+        with self._read() as conn:
+            return [_token(row) for row in conn.execute(select(api_tokens).order_by("name"))]
+
+    def revoke_token(self, name: str, now: float) -> bool:
+        statement = update(api_tokens).where(
+            api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
+        with self._write() as conn:
+            return conn.execute(statement).rowcount == 1
+
+
+def _token(row: Row[Any]) -> Token:
+    m = row._mapping
+    return Token(id=m["id"], name=m["name"], prefix=m["prefix"], created_at=m["created_at"],
+                 revoked_at=m["revoked_at"])
+
+
+def _equals(column: str, value: object) -> Any:
+    return jobs.c[column].is_(None) if value is None else jobs.c[column] == value

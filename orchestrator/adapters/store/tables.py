@@ -1,0 +1,116 @@
+"""The database schema, as SQLModel tables. Alembic migrations are the source of truth for
+the schema in a database; these classes must match the latest migration (a test checks).
+
+Times are epoch seconds (double precision) so the same arithmetic runs on SQLite and
+PostgreSQL; the API renders them as RFC 3339.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class JobRow(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+        # The sweep's scan: active jobs by when their next step is due.
+        Index("ix_jobs_status_next_action_at", "status", "next_action_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    workflow: str = Field(index=True, max_length=300)
+    provider: str = Field(max_length=100)
+    status: str = Field(max_length=16)
+    inputs: Any = Field(sa_column=Column(JSON, nullable=True))
+    path: str = Field(default="", max_length=500)
+    outputs: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = None
+    run_id: str | None = Field(default=None, max_length=200)
+    remote_status: str | None = Field(default=None, max_length=32)
+    reservation: str | None = Field(default=None, max_length=200)
+    attempt: int = 1
+    polls: int = 0
+    launch_tries: int = 0
+    batch_id: str | None = Field(default=None, index=True, max_length=40)
+    schedule_id: str | None = Field(default=None, max_length=40)
+    owner: str | None = Field(default=None, max_length=40)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64)
+    priority: int = 0
+    labels: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    callback_url: str | None = Field(default=None, max_length=2000)
+    timeout_s: float | None = None
+    retries: int = 0
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    next_action_at: float | None = None
+    lease_until: float | None = None
+    deadline_at: float | None = None
+
+
+class JobEventRow(SQLModel, table=True):
+    __tablename__ = "job_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True, max_length=40)
+    attempt: int
+    event: str = Field(max_length=32)
+    status: str = Field(max_length=16)
+    at: float
+    detail: str | None = None
+
+
+class DeliveryRow(SQLModel, table=True):
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    job_id: str | None = Field(default=None, index=True, max_length=40)
+    event_type: str = Field(max_length=40)
+    url: str = Field(max_length=2000)
+    endpoint_id: str | None = Field(default=None, index=True, max_length=40)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(max_length=16)
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    created_at: float
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+class DeliveryAttemptRow(SQLModel, table=True):
+    __tablename__ = "delivery_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(index=True, max_length=40)
+    number: int
+    at: float
+    status_code: int | None = None
+    latency_ms: float
+    error: str | None = None
+
+
+class TokenRow(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(unique=True, max_length=100)
+    prefix: str = Field(max_length=24)
+    secret_hash: str = Field(unique=True, max_length=64)
+    created_at: float
+    revoked_at: float | None = None
+
+
+jobs = SQLModel.metadata.tables["jobs"]
+job_events = SQLModel.metadata.tables["job_events"]
+deliveries = SQLModel.metadata.tables["deliveries"]
+delivery_attempts = SQLModel.metadata.tables["delivery_attempts"]
+api_tokens = SQLModel.metadata.tables["api_tokens"]

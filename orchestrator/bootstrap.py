@@ -1,0 +1,89 @@
+"""The composition root: builds the real adapters once per process from the settings.
+
+Everything here is lazy, so a forked Celery child builds its own database engine and HTTP
+client after the fork instead of sharing its parent's sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from functools import cached_property
+
+import httpx
+
+from orchestrator.adapters.celery_app import CeleryScheduler, make_celery
+from orchestrator.adapters.http.callbacks import HttpCallbackSender
+from orchestrator.adapters.http.client import make_http_client
+from orchestrator.adapters.providers.registry import ConfiguredProviders
+from orchestrator.adapters.store.engine import make_engine
+from orchestrator.adapters.store.repository import SqlStore
+from orchestrator.config import Settings
+from orchestrator.ports import Scheduler
+from orchestrator.services.deps import Deps, Limits, ProviderPolicy
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class Container:
+    def __init__(self, settings: Settings, *, scheduler: Scheduler | None = None) -> None:
+        self.settings = settings
+        self._scheduler = scheduler
+        self.pid = os.getpid()
+
+    @cached_property
+    def engine(self):  # type: ignore[no-untyped-def]
+        return make_engine(self.settings.database.url)
+
+    @cached_property
+    def store(self) -> SqlStore:
+        return SqlStore(self.engine)
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        return make_http_client()
+
+    @cached_property
+    def providers(self) -> ConfiguredProviders:
+        return ConfiguredProviders(self.settings.providers, self.http)
+
+    @cached_property
+    def celery(self):  # type: ignore[no-untyped-def]
+        return make_celery(self.settings, name="orchestrator-producer")
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler or CeleryScheduler(self.celery)
+
+    @cached_property
+    def deps(self) -> Deps:
+        settings = self.settings
+        secret = settings.callbacks.signing_secret
+        return Deps(
+            store=self.store,
+            providers=self.providers,
+            scheduler=self.scheduler,
+            clock=SystemClock(),
+            sender=HttpCallbackSender(self.http, settings.callbacks.timeout_s),
+            policies={name: ProviderPolicy(p.poll.policy(), p.run_timeout_s)
+                      for name, p in settings.providers.items()},
+            limits=Limits(
+                max_input_bytes=settings.jobs.max_input_bytes,
+                launch_lease_s=settings.jobs.launch_lease_s,
+                sweep_grace_s=settings.jobs.sweep_grace_s,
+                callback_retry_s=tuple(settings.callbacks.retry_schedule_s)),
+            signing_secrets=(secret.reveal(),) if secret else (),
+            rng=random.Random(),
+        )
+
+    def close(self) -> None:
+        if "http" in self.__dict__:
+            self.http.close()
+        if "providers" in self.__dict__:
+            self.providers.close()
+        if "engine" in self.__dict__:
+            self.engine.dispose()

@@ -1,0 +1,45 @@
+"""What every command shares: loading settings, consoles, errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from orchestrator.client import Client, ClientError
+from orchestrator.config import ConfigError, Settings, load_settings
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        fail(str(error), code=2)
+
+
+def client_or_exit() -> Client:
+    return Client()
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a client call, turning its errors into one clear line and exit code 1."""
+    try:
+        return fn(*args, **kwargs)
+    except ClientError as error:
+        prefix = f"HTTP {error.status} {error.code}: " if error.status else ""
+        fail(prefix + error.message)

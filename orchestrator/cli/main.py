@@ -1,0 +1,29 @@
+"""``orchestrator``: the command line."""
+
+from __future__ import annotations
+
+import typer
+
+from orchestrator.cli import dev, jobs, server
+
+app = typer.Typer(
+    name="orchestrator",
+    help="A durable job orchestrator for remote workflow runtimes.\n\n"
+         "Client commands reach the API at $ORCHESTRATOR_URL (default http://127.0.0.1:8000) "
+         "with $ORCHESTRATOR_TOKEN; server commands read orchestrator.toml or "
+         "$ORCHESTRATOR_CONFIG.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(dev.dev)
+app.command()(dev.demo)
+app.command()(server.api)
+app.command()(server.migrate)
+app.command()(server.sandbox)
+app.command()(jobs.submit)
+app.add_typer(server.tokens_app, name="tokens")
+app.add_typer(jobs.jobs_app, name="jobs")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,165 @@
+"""The values the core works with: jobs, changes to them, deliveries, tokens, actions.
+
+Plain frozen dataclasses: the store turns rows into these, the services decide on them, and
+nothing here knows about SQL or HTTP. Times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from orchestrator.domain.job import Event, JobStatus
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    workflow: str
+    provider: str
+    status: JobStatus
+    inputs: object
+    created_at: float
+    updated_at: float
+    path: str = ""
+    outputs: object = None
+    error_code: str | None = None
+    error_message: str | None = None
+    run_id: str | None = None
+    remote_status: str | None = None
+    reservation: str | None = None
+    attempt: int = 1
+    polls: int = 0
+    launch_tries: int = 0
+    batch_id: str | None = None
+    schedule_id: str | None = None
+    owner: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    priority: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    callback_url: str | None = None
+    timeout_s: float | None = None
+    retries: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    next_action_at: float | None = None
+    lease_until: float | None = None
+    deadline_at: float | None = None
+
+    @property
+    def workflow_name(self) -> str:
+        return self.workflow.partition("/")[2]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    workflow: str
+    provider: str
+    inputs: object
+    path: str = ""
+    batch_id: str | None = None
+    schedule_id: str | None = None
+    owner: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    priority: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    callback_url: str | None = None
+    timeout_s: float | None = None
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A callback to send, written in the same transaction as the change that caused it."""
+
+    id: str
+    job_id: str | None
+    event_type: str
+    url: str
+    endpoint_id: str | None  # None for a job's own callback_url
+    payload: bytes  # the exact body that is signed and sent on every attempt
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One state transition: the event, the values it sets, and what it causes.
+
+    ``guard`` adds columns that must still hold (``{"polls": 3}``, ``{"lease_until": t}``)
+    besides the source states the transition table allows. ``deliveries`` is an outbox: its
+    rows are inserted in the same transaction as the change.
+    """
+
+    job_id: str
+    event: Event
+    values: Mapping[str, object] = field(default_factory=dict)
+    guard: Mapping[str, object] = field(default_factory=dict)
+    detail: str | None = None
+    deliveries: tuple[NewDelivery, ...] = ()
+    # Filled in by services that build the outbox from the job as it will be after the move.
+    expected_status: JobStatus | None = None
+
+
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    job_id: str | None
+    event_type: str
+    url: str
+    endpoint_id: str | None
+    payload: bytes
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: float | None
+    created_at: float
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    delivery_id: str
+    number: int  # 1 for the first attempt
+    at: float
+    status_code: int | None
+    latency_s: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Token:
+    id: str
+    name: str
+    prefix: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    job_id: str
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class Poll:
+    job_id: str
+    seq: int  # the job's poll count when this poll was planned: a stale duplicate is dropped
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class Deliver:
+    delivery_id: str
+    at: float | None = None
+
+
+Action = Launch | Poll | Deliver

@@ -1,0 +1,49 @@
+"""The job resource: the one JSON shape of a job, for the API and for callbacks alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.domain.records import Job
+from orchestrator.domain.webhook import rfc3339
+
+TERMINAL_EVENT_TYPES = {
+    "completed": "job.completed",
+    "failed": "job.failed",
+    "cancelled": "job.cancelled",
+    "timed_out": "job.timed_out",
+}
+
+
+def _time(value: float | None) -> str | None:
+    return None if value is None else rfc3339(value)
+
+
+def job_resource(job: Job) -> dict[str, Any]:
+    error = None
+    if job.error_code or job.error_message:
+        error = {"code": job.error_code or "error", "message": job.error_message or ""}
+    return {
+        "id": job.id,
+        "workflow": job.workflow,
+        "status": str(job.status),
+        "inputs": job.inputs,
+        "path": job.path,
+        "outputs": job.outputs,
+        "artifacts": [],
+        "error": error,
+        "remote": {"provider": job.provider, "run_id": job.run_id, "status": job.remote_status},
+        "attempt": job.attempt,
+        "polls": job.polls,
+        "batch_id": job.batch_id,
+        "schedule_id": job.schedule_id,
+        "idempotency_key": job.idempotency_key,
+        "priority": job.priority,
+        "labels": dict(job.labels),
+        "callback_url": job.callback_url,
+        "timeout_s": job.timeout_s,
+        "retries": job.retries,
+        "created_at": _time(job.created_at),
+        "started_at": _time(job.started_at),
+        "finished_at": _time(job.finished_at),
+    }

@@ -1,0 +1,173 @@
+"""The ports: what the services need from the outside world, as Protocols.
+
+Services (``orchestrator/services``) talk only to these; adapters implement them with real
+I/O, and ``orchestrator.testing`` ships in-memory fakes of each. Times are epoch seconds
+(floats) given by a ``Clock``, so every decision can be tested without a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from orchestrator.domain.job import LaunchRequest, RunStatus
+from orchestrator.domain.records import (
+    Action,
+    Delivery,
+    DeliveryAttempt,
+    Job,
+    JobChange,
+    NewDelivery,
+    NewJob,
+    Token,
+)
+
+
+class AlreadyExists(Exception):
+    """A row with the same unique key (an idempotency key, a token name) is there already."""
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One configured remote runtime.
+
+    Errors are raised as ``orchestrator.domain.errors.ProviderError`` subclasses, so the
+    services see ``RateLimited``, ``Transient`` or ``Permanent`` and never an HTTP detail.
+    """
+
+    name: str
+    # True when ``start`` with the same reservation can be sent again without a second run.
+    idempotent_start: bool
+    # True when ``cancel`` can stop a run on this runtime.
+    supports_cancel: bool
+
+    def reserve(self, workflow: str) -> str | None:
+        """Reserve a run id before starting, where the runtime offers it (CodeWords'
+        provision-request); ``None`` where it does not."""
+        ...
+
+    def start(self, launch: LaunchRequest) -> str:
+        """Start a run and return its remote id."""
+        ...
+
+    def poll(self, workflow: str, run_id: str) -> RunStatus:
+        """The run's state now. A run still going is ``RemoteState.RUNNING``/``PENDING``."""
+        ...
+
+    def cancel(self, workflow: str, run_id: str) -> bool:
+        """Ask the runtime to stop the run; False where the runtime cannot."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ProviderRegistry(Protocol):
+    def get(self, name: str) -> Provider:
+        """The provider of that name; KeyError if it is not configured."""
+        ...
+
+    def names(self) -> Sequence[str]: ...
+
+
+class JobStore(Protocol):
+    """Durable state: jobs, their history, callback deliveries and API tokens.
+
+    Every state change goes through ``move``: a compare-and-set guarded by the transition
+    table's allowed source states (and any extra ``guard`` columns). It returns ``None`` when
+    zero rows matched, meaning another process already moved the job.
+    """
+
+    def add_job(self, new: NewJob, now: float) -> Job:
+        """Insert a queued job; ``AlreadyExists`` if its idempotency key is taken."""
+        ...
+
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Job | None: ...
+
+    def move(self, change: JobChange, now: float) -> Job | None:
+        """Apply a state transition, record it in the history, and insert the change's
+        outbox deliveries, all in one transaction."""
+        ...
+
+    def update_job(
+        self, job_id: str, guard: Mapping[str, object], values: Mapping[str, object]
+    ) -> bool:
+        """Set ``values`` on the job only while every ``guard`` column still holds."""
+        ...
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        batch_id: str | None = None,
+        label: tuple[str, str] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]: ...
+
+    def count_by_status(self, *, label: tuple[str, str] | None = None) -> dict[str, int]: ...
+
+    def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+        """Active jobs whose next step was due before ``now``: work to hand out again."""
+        ...
+
+    def touch_jobs(self, job_ids: Iterable[str], now: float) -> None:
+        """Mark the jobs' next step as due ``now`` (it was just handed out again)."""
+        ...
+
+    def job_events(self, job_id: str) -> list[Mapping[str, object]]: ...
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    def add_deliveries(self, deliveries: Iterable[NewDelivery], now: float) -> list[Delivery]: ...
+
+    def record_delivery_attempt(
+        self, attempt: DeliveryAttempt, *, status: str, next_attempt_at: float | None
+    ) -> bool:
+        """Record one attempt and the delivery's new state, guarded on its attempt count so
+        a duplicated delivery message records nothing twice."""
+        ...
+
+    def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
+
+    def touch_deliveries(self, delivery_ids: Iterable[str], now: float) -> None: ...
+
+    def deliveries_for_job(self, job_id: str) -> list[Delivery]: ...
+
+    def add_token(self, name: str, prefix: str, secret_hash: str, now: float) -> Token: ...
+
+    def token_by_hash(self, secret_hash: str) -> Token | None: ...
+
+    def list_tokens(self) -> list[Token]: ...
+
+    def revoke_token(self, name: str, now: float) -> bool: ...
+
+
+class Scheduler(Protocol):
+    """Hands work to the workers: now, or at a time. Messages may be lost or duplicated;
+    the database records every next step, and every task is idempotent."""
+
+    def schedule(self, actions: Sequence[Action]) -> None: ...
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one callback POST came to."""
+
+    status_code: int | None  # None when no response arrived
+    latency_s: float
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class CallbackSender(Protocol):
+    def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult: ...

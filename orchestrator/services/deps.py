@@ -1,0 +1,45 @@
+"""What the use cases need, bundled once per process by the composition root."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from orchestrator.domain.backoff import BackoffPolicy
+from orchestrator.ports import CallbackSender, Clock, JobStore, ProviderRegistry, Scheduler
+
+
+@dataclass(frozen=True)
+class ProviderPolicy:
+    """How we treat one provider: its poll backoff and its default run time-out."""
+
+    backoff: BackoffPolicy = BackoffPolicy()
+    run_timeout_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_input_bytes: int = 1_048_576
+    launch_lease_s: float = 60.0
+    sweep_grace_s: float = 30.0
+    # Delays before each retry of a callback; its length + 1 is the number of attempts.
+    callback_retry_s: Sequence[float] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    callback_jitter: float = 0.2
+
+
+@dataclass
+class Deps:
+    store: JobStore
+    providers: ProviderRegistry
+    scheduler: Scheduler
+    clock: Clock
+    sender: CallbackSender | None = None
+    policies: Mapping[str, ProviderPolicy] = field(default_factory=dict)
+    limits: Limits = Limits()
+    # Secrets that sign callbacks to a job's own callback_url (several while rotating).
+    signing_secrets: Sequence[str] = ()
+    rng: random.Random = field(default_factory=random.Random)
+
+    def policy(self, provider: str) -> ProviderPolicy:
+        return self.policies.get(provider, ProviderPolicy())

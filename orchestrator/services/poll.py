@@ -1,0 +1,114 @@
+"""Poll once: ask the runtime how a run is doing, and act on the answer.
+
+Each poll message carries ``seq``, the job's poll count when it was planned. The job's
+``polls`` column is advanced by a compare-and-set on that count, so a duplicated message
+finds the count moved on and does nothing. The next poll's time comes from the provider's
+backoff policy, floored by any ``retry_after``, and never later than the job's deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.domain.errors import Permanent, ProviderError
+from orchestrator.domain.job import Event, JobStatus, RemoteState, RunStatus
+from orchestrator.domain.records import Job, JobChange, Launch, Poll
+from orchestrator.services.deps import Deps
+from orchestrator.services.finish import finish
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    result: str  # running | completed | failed | cancelled | timed_out | relaunched | skipped
+    job: Job | None = None
+    next_at: float | None = None
+
+
+def poll_job(job_id: str, seq: int, deps: Deps) -> PollOutcome:
+    job = deps.store.get_job(job_id)
+    if job is None or job.status is not JobStatus.RUNNING or job.polls != seq:
+        return PollOutcome("skipped", job)
+    now = deps.clock.now()
+    if job.deadline_at is not None and now >= job.deadline_at:
+        return _time_out(job, deps)
+    provider = deps.providers.get(job.provider)
+    try:
+        status = provider.poll(job.workflow_name, job.run_id or "")
+    except Permanent as error:
+        moved = finish(job, Event.FAIL, deps, error=(error.code, error.message),
+                       guard={"polls": seq}, values={"polls": seq + 1})
+        return PollOutcome("failed" if moved else "skipped", moved or job)
+    except ProviderError as error:
+        return _poll_again(job, deps, retry_after=error.retry_after,
+                           remote_status=job.remote_status)
+    if status.state.finished:
+        return _finished(job, status, deps)
+    return _poll_again(job, deps, retry_after=None, remote_status=status.raw_status)
+
+
+def _poll_again(
+    job: Job, deps: Deps, *, retry_after: float | None, remote_status: str | None
+) -> PollOutcome:
+    now = deps.clock.now()
+    delay = deps.policy(job.provider).backoff.delay(job.polls + 1, deps.rng, retry_after)
+    due = now + delay
+    if job.deadline_at is not None and retry_after is None:
+        due = min(due, job.deadline_at)
+    advanced = deps.store.update_job(
+        job.id, guard={"status": JobStatus.RUNNING.value, "polls": job.polls},
+        values={"polls": job.polls + 1, "next_action_at": due, "remote_status": remote_status,
+                "updated_at": now})
+    if not advanced:
+        return PollOutcome("skipped", job)
+    deps.scheduler.schedule([Poll(job.id, job.polls + 1, due)])
+    return PollOutcome("running", job, due)
+
+
+def _finished(job: Job, status: RunStatus, deps: Deps) -> PollOutcome:
+    guard = {"polls": job.polls}
+    values = {"polls": job.polls + 1, "remote_status": status.raw_status or status.state.value}
+    if status.state is RemoteState.COMPLETED:
+        moved = finish(job, Event.COMPLETE, deps, outputs=status.outputs, guard=guard,
+                       values=values)
+        return PollOutcome("completed" if moved else "skipped", moved or job)
+    if status.state is RemoteState.CANCELLED:
+        moved = finish(job, Event.CANCEL, deps, error=("run_cancelled",
+                       status.error or "the run was cancelled on the provider"),
+                       guard=guard, values=values)
+        return PollOutcome("cancelled" if moved else "skipped", moved or job)
+    if job.attempt <= job.retries:
+        return _relaunch(job, status, deps)
+    message = status.error or "the workflow run failed"
+    moved = finish(job, Event.FAIL, deps, outputs=status.outputs,
+                   error=("run_failed", message), guard=guard, values=values)
+    return PollOutcome("failed" if moved else "skipped", moved or job)
+
+
+def _relaunch(job: Job, status: RunStatus, deps: Deps) -> PollOutcome:
+    """A failed run with retries left: a new attempt of the same job, history kept."""
+    now = deps.clock.now()
+    moved = deps.store.move(JobChange(
+        job.id, Event.RELAUNCH, guard={"polls": job.polls},
+        values={"polls": job.polls + 1, "run_id": None, "reservation": None,
+                "remote_status": None, "next_action_at": now, "deadline_at": None,
+                "launch_tries": 0},
+        detail=(status.error or "run failed")[:500]), now)
+    if moved is None:
+        return PollOutcome("skipped", job)
+    deps.scheduler.schedule([Launch(job.id)])
+    return PollOutcome("relaunched", moved)
+
+
+def _time_out(job: Job, deps: Deps) -> PollOutcome:
+    provider = deps.providers.get(job.provider)
+    killed = False
+    if provider.supports_cancel and job.run_id:
+        try:
+            killed = provider.cancel(job.workflow_name, job.run_id)
+        except ProviderError:
+            killed = False
+    note = "the remote run was stopped" if killed else "the remote run could not be stopped"
+    moved = finish(job, Event.TIME_OUT, deps, guard={"polls": job.polls},
+                   error=("timed_out", f"the job ran past its time-out; {note}"),
+                   values={"polls": job.polls + 1})
+    return PollOutcome("timed_out" if moved else "skipped", moved or job)

@@ -1,0 +1,120 @@
+"""Submit: validate a job spec, persist the job, and hand its launch to the workers.
+
+Idempotency: a key is scoped to its owner (the API token). The same key with the same spec
+returns the first job; the same key with another spec is a conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.job import split_workflow
+from orchestrator.domain.records import Job, Launch, NewJob
+from orchestrator.ports import AlreadyExists
+from orchestrator.services.deps import Deps
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    workflow: str
+    inputs: object = field(default_factory=dict)
+    path: str = ""
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    priority: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    retries: int = 0
+
+
+class SubmitRejected(Exception):
+    """The spec cannot be accepted. ``code`` and ``status`` map onto the API's error."""
+
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    created: bool  # False when an earlier submission with the same key is returned
+
+
+def canonical_json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def submit_job(spec: JobSpec, deps: Deps, *, owner: str | None = None) -> Submitted:
+    provider = _check(spec, deps)
+    request_hash = hashlib.sha256(canonical_json(_hashable(spec))).hexdigest()
+    if spec.idempotency_key and owner:
+        earlier = deps.store.find_by_idempotency_key(owner, spec.idempotency_key)
+        if earlier is not None:
+            return _replay(earlier, request_hash)
+    now = deps.clock.now()
+    new = NewJob(
+        id=new_id("job", now), workflow=spec.workflow, provider=provider, inputs=spec.inputs,
+        path=spec.path, owner=owner, idempotency_key=spec.idempotency_key,
+        request_hash=request_hash, priority=spec.priority, labels=dict(spec.labels),
+        callback_url=spec.callback_url, timeout_s=spec.timeout_s, retries=spec.retries)
+    try:
+        job = deps.store.add_job(new, now)
+    except AlreadyExists:
+        # Two submissions with one key raced; the loser returns the winner's job.
+        if spec.idempotency_key and owner:
+            earlier = deps.store.find_by_idempotency_key(owner, spec.idempotency_key)
+            if earlier is not None:
+                return _replay(earlier, request_hash)
+        raise
+    deps.scheduler.schedule([Launch(job.id)])
+    return Submitted(job, created=True)
+
+
+def _hashable(spec: JobSpec) -> dict[str, object]:
+    data = asdict(spec)
+    data.pop("idempotency_key")
+    return data
+
+
+def _replay(earlier: Job, request_hash: str) -> Submitted:
+    if earlier.request_hash != request_hash:
+        raise SubmitRejected(
+            "idempotency_conflict",
+            f"idempotency key '{earlier.idempotency_key}' was already used for job "
+            f"{earlier.id} with a different request; use a new key for a new job",
+            status=409)
+    return Submitted(earlier, created=False)
+
+
+def _check(spec: JobSpec, deps: Deps) -> str:
+    try:
+        provider, _ = split_workflow(spec.workflow)
+    except ValueError as exc:
+        raise SubmitRejected("invalid_workflow", str(exc)) from None
+    configured = list(deps.providers.names())
+    if provider not in configured:
+        names = ", ".join(configured) or "none"
+        raise SubmitRejected(
+            "unknown_provider",
+            f"workflow '{spec.workflow}' names provider '{provider}', which is not configured "
+            f"(configured providers: {names})")
+    size = len(canonical_json(spec.inputs))
+    if size > deps.limits.max_input_bytes:
+        raise SubmitRejected(
+            "inputs_too_large",
+            f"inputs are {size} bytes; the limit is {deps.limits.max_input_bytes} bytes "
+            "(jobs.max_input_bytes). Pass large data by reference, e.g. a file URL",
+            status=413)
+    if spec.callback_url and not deps.signing_secrets:
+        raise SubmitRejected(
+            "callbacks_not_configured",
+            "callback_url needs a signing secret: set [callbacks].signing_secret "
+            "to a whsec_ secret (for example signing_secret = \"env:ORCHESTRATOR_SIGNING_SECRET\")")
+    return provider

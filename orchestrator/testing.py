@@ -1,0 +1,346 @@
+"""In-memory fakes of every port, for fast tests of the services.
+
+``InMemoryStore`` keeps the same compare-and-set semantics as ``SqlStore``; the contract
+suite in ``tests/contract/test_store.py`` runs one set of behaviour tests against both, so
+the fake cannot drift from the real thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.job import (
+    ACTIVE,
+    NEW_ATTEMPT,
+    JobStatus,
+    LaunchRequest,
+    RemoteState,
+    RunStatus,
+    transition,
+)
+from orchestrator.domain.records import (
+    Action,
+    Delivery,
+    DeliveryAttempt,
+    Job,
+    JobChange,
+    Launch,
+    NewDelivery,
+    NewJob,
+    Poll,
+    Token,
+)
+from orchestrator.ports import AlreadyExists, Provider, SendResult
+from orchestrator.services.deps import Deps
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._events: list[dict[str, object]] = []
+        self._deliveries: dict[str, Delivery] = {}
+        self._attempts: list[DeliveryAttempt] = []
+        self._tokens: dict[str, tuple[Token, str]] = {}
+        self._lock = threading.Lock()
+
+    # jobs
+    def add_job(self, new: NewJob, now: float) -> Job:
+        with self._lock:
+            if new.idempotency_key and any(
+                j.owner == new.owner and j.idempotency_key == new.idempotency_key
+                for j in self._jobs.values()
+            ):
+                raise AlreadyExists(f"idempotency key '{new.idempotency_key}' is taken")
+            job = Job(**dataclasses.asdict(new), status=JobStatus.QUEUED, created_at=now,
+                      updated_at=now, next_action_at=now)
+            self._jobs[job.id] = job
+            self._event(job.id, 1, "submit", "queued", now, None)
+            return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        return next((j for j in self._jobs.values()
+                     if j.owner == owner and j.idempotency_key == key), None)
+
+    def move(self, change: JobChange, now: float) -> Job | None:
+        step = transition(change.event)
+        with self._lock:
+            job = self._jobs.get(change.job_id)
+            if job is None or job.status not in step.sources or not _holds(job, change.guard):
+                return None
+            values: dict[str, Any] = {**change.values, "status": step.target,
+                                      "updated_at": now}
+            if change.event in NEW_ATTEMPT:
+                values["attempt"] = job.attempt + 1
+            job = dataclasses.replace(job, **values)
+            self._jobs[job.id] = job
+            self._event(job.id, job.attempt, change.event.value, step.target.value, now,
+                        change.detail)
+            self._add_deliveries(change.deliveries, now)
+            return job
+
+    def update_job(
+        self, job_id: str, guard: Mapping[str, object], values: Mapping[str, object]
+    ) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or not _holds(job, guard):
+                return False
+            values = {k: (JobStatus(str(v)) if k == "status" else v) for k, v in values.items()}
+            self._jobs[job_id] = dataclasses.replace(job, **values)  # type: ignore[arg-type]
+            return True
+
+    def touch_jobs(self, job_ids: Iterable[str], now: float) -> None:
+        for job_id in job_ids:
+            self.update_job(job_id, {}, {"next_action_at": now})
+
+    def list_jobs(self, *, status: str | None = None, workflow: str | None = None,
+                  batch_id: str | None = None, label: tuple[str, str] | None = None,
+                  after: str | None = None, limit: int = 50) -> list[Job]:
+        found = sorted(self._jobs.values(), key=lambda j: j.id, reverse=True)
+        found = [j for j in found
+                 if (status is None or j.status == status)
+                 and (workflow is None or j.workflow == workflow)
+                 and (batch_id is None or j.batch_id == batch_id)
+                 and (label is None or j.labels.get(label[0]) == label[1])
+                 and (after is None or j.id < after)]
+        return found[:limit]
+
+    def count_by_status(self, *, label: tuple[str, str] | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in self.list_jobs(label=label, limit=10**9):
+            counts[job.status.value] = counts.get(job.status.value, 0) + 1
+        return counts
+
+    def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+        due = [j for j in self._jobs.values()
+               if j.status in ACTIVE and j.next_action_at is not None and j.next_action_at < now]
+        return sorted(due, key=lambda j: j.next_action_at or 0)[:limit]
+
+    def job_events(self, job_id: str) -> list[Mapping[str, object]]:
+        return [e for e in self._events if e["job_id"] == job_id]
+
+    def _event(self, job_id: str, attempt: int, event: str, status: str, at: float,
+               detail: str | None) -> None:
+        self._events.append({"job_id": job_id, "attempt": attempt, "event": event,
+                             "status": status, "at": at, "detail": detail})
+
+    # deliveries
+    def _add_deliveries(self, items: Iterable[NewDelivery], now: float) -> list[Delivery]:
+        added = []
+        for item in items:
+            delivery = Delivery(**dataclasses.asdict(item), status="pending", attempts=0,
+                                created_at=now)
+            self._deliveries[delivery.id] = delivery
+            added.append(delivery)
+        return added
+
+    def add_deliveries(self, items: Iterable[NewDelivery], now: float) -> list[Delivery]:
+        with self._lock:
+            return self._add_deliveries(items, now)
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        return self._deliveries.get(delivery_id)
+
+    def deliveries_for_job(self, job_id: str) -> list[Delivery]:
+        return [d for d in self._deliveries.values() if d.job_id == job_id]
+
+    def record_delivery_attempt(self, attempt: DeliveryAttempt, *, status: str,
+                                next_attempt_at: float | None) -> bool:
+        with self._lock:
+            delivery = self._deliveries.get(attempt.delivery_id)
+            if (delivery is None or delivery.status != "pending"
+                    or delivery.attempts != attempt.number - 1):
+                return False
+            self._deliveries[delivery.id] = dataclasses.replace(
+                delivery, status=status, attempts=attempt.number,  # type: ignore[arg-type]
+                next_attempt_at=next_attempt_at, last_status_code=attempt.status_code,
+                last_error=attempt.error,
+                delivered_at=attempt.at if status == "succeeded" else delivery.delivered_at)
+            self._attempts.append(attempt)
+            return True
+
+    def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        due = [d for d in self._deliveries.values() if d.status == "pending"
+               and d.next_attempt_at is not None and d.next_attempt_at < now]
+        return sorted(due, key=lambda d: d.next_attempt_at or 0)[:limit]
+
+    def touch_deliveries(self, delivery_ids: Iterable[str], now: float) -> None:
+        with self._lock:
+            for delivery_id in delivery_ids:
+                delivery = self._deliveries[delivery_id]
+                self._deliveries[delivery_id] = dataclasses.replace(delivery,
+                                                                    next_attempt_at=now)
+
+    # tokens
+    def add_token(self, name: str, prefix: str, secret_hash: str, now: float) -> Token:
+        with self._lock:
+            if name in self._tokens:
+                raise AlreadyExists(f"a token named '{name}' already exists")
+            token = Token(id=new_id("tok", now), name=name, prefix=prefix, created_at=now)
+            self._tokens[name] = (token, secret_hash)
+            return token
+
+    def token_by_hash(self, secret_hash: str) -> Token | None:
+        return next((t for t, h in self._tokens.values() if h == secret_hash), None)
+
+    def list_tokens(self) -> list[Token]:
+        return sorted((t for t, _ in self._tokens.values()), key=lambda t: t.name)
+
+    def revoke_token(self, name: str, now: float) -> bool:
+        with self._lock:
+            entry = self._tokens.get(name)
+            if entry is None or entry[0].revoked_at is not None:
+                return False
+            self._tokens[name] = (dataclasses.replace(entry[0], revoked_at=now), entry[1])
+            return True
+
+
+def _holds(job: Job, guard: Mapping[str, object]) -> bool:
+    return all(getattr(job, name) == value for name, value in guard.items())
+
+
+class RecordingScheduler:
+    """Remembers every action; tests pop them and play them in order."""
+
+    def __init__(self) -> None:
+        self.actions: list[Action] = []
+
+    def schedule(self, actions: Sequence[Action]) -> None:
+        self.actions.extend(actions)
+
+    def take(self) -> list[Action]:
+        taken, self.actions = self.actions, []
+        return taken
+
+
+class FakeProvider:
+    """A provider whose runs finish after ``polls_to_finish`` polls with a scripted result.
+    ``errors`` queues exceptions to raise from the next calls, by operation name."""
+
+    def __init__(self, name: str = "fake", *, idempotent_start: bool = True,
+                 supports_cancel: bool = True, polls_to_finish: int = 1,
+                 result: RunStatus | None = None) -> None:
+        self.name = name
+        self.idempotent_start = idempotent_start
+        self.supports_cancel = supports_cancel
+        self.polls_to_finish = polls_to_finish
+        self.result = result or RunStatus(RemoteState.COMPLETED, outputs={"ok": True},
+                                          raw_status="completed")
+        self.errors: dict[str, list[ProviderError]] = {}
+        self.runs: dict[str, LaunchRequest] = {}
+        self.polls: dict[str, int] = {}
+        self.starts = 0
+        self.cancelled: list[str] = []
+
+    def _maybe_raise(self, operation: str) -> None:
+        queued = self.errors.get(operation)
+        if queued:
+            raise queued.pop(0)
+
+    def reserve(self, workflow: str) -> str | None:
+        self._maybe_raise("reserve")
+        return new_id("res") if self.idempotent_start else None
+
+    def start(self, launch: LaunchRequest) -> str:
+        self.starts += 1
+        self._maybe_raise("start")
+        run_id = launch.reservation or new_id("run")
+        self.runs.setdefault(run_id, launch)
+        return run_id
+
+    def poll(self, workflow: str, run_id: str) -> RunStatus:
+        self._maybe_raise("poll")
+        self.polls[run_id] = self.polls.get(run_id, 0) + 1
+        if self.polls[run_id] >= self.polls_to_finish:
+            return self.result
+        return RunStatus(RemoteState.RUNNING, raw_status="running")
+
+    def cancel(self, workflow: str, run_id: str) -> bool:
+        self._maybe_raise("cancel")
+        self.cancelled.append(run_id)
+        return self.supports_cancel
+
+    def close(self) -> None:
+        pass
+
+
+class StaticRegistry:
+    def __init__(self, providers: Mapping[str, Provider]) -> None:
+        self._providers = dict(providers)
+
+    def get(self, name: str) -> Provider:
+        return self._providers[name]
+
+    def names(self) -> list[str]:
+        return list(self._providers)
+
+
+class FakeSender:
+    """Answers each POST with the next scripted result (default 200) and records it."""
+
+    def __init__(self, answers: Callable[[int], SendResult] | None = None) -> None:
+        self.sent: list[tuple[str, dict[str, str], bytes]] = []
+        self._answers = answers or (lambda n: SendResult(200, 0.001))
+
+    def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
+        self.sent.append((url, dict(headers), body))
+        return self._answers(len(self.sent))
+
+
+def make_deps(*providers: FakeProvider, **overrides: Any) -> Deps:
+    """Services wired to fakes: an in-memory store, a recording scheduler, a fake clock."""
+    import random
+
+    from orchestrator.domain.webhook import new_secret
+
+    registry = StaticRegistry({p.name: p for p in providers or (FakeProvider(),)})
+    values: dict[str, Any] = {
+        "store": InMemoryStore(), "providers": registry, "scheduler": RecordingScheduler(),
+        "clock": FakeClock(), "sender": FakeSender(), "signing_secrets": (new_secret(),),
+        "rng": random.Random(1), **overrides}
+    return Deps(**values)
+
+
+def drain(deps: Deps, *, max_steps: int = 10_000) -> list[str]:
+    """Play every scheduled action in time order, moving the fake clock, until none is
+    left. Returns what each step came to, for assertions."""
+    from orchestrator.services.callbacks import deliver_callback
+    from orchestrator.services.launch import launch_job
+    from orchestrator.services.poll import poll_job
+
+    scheduler, clock = deps.scheduler, deps.clock
+    assert isinstance(scheduler, RecordingScheduler) and isinstance(clock, FakeClock)
+    results: list[str] = []
+    for _ in range(max_steps):
+        if not scheduler.actions:
+            return results
+        scheduler.actions.sort(key=lambda a: a.at or 0)
+        action = scheduler.actions.pop(0)
+        if action.at is not None and action.at > clock.t:
+            clock.t = action.at
+        if isinstance(action, Launch):
+            results.append("launch:" + launch_job(action.job_id, deps).result)
+        elif isinstance(action, Poll):
+            results.append("poll:" + poll_job(action.job_id, action.seq, deps).result)
+        else:
+            results.append("deliver:" + deliver_callback(action.delivery_id, deps).result)
+    raise AssertionError(f"still busy after {max_steps} steps")

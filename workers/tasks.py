@@ -1,0 +1,80 @@
+"""Thin tasks: each loads its arguments, calls one service, and logs the outcome.
+
+No business logic lives here. Every task is idempotent (the services guard each write with a
+compare-and-set), so a message delivered twice changes nothing the second time. Database and
+broker outages are retried with backoff; the job's next step is in the database either way,
+so the sweep finds it if the retries run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery.signals import worker_process_init
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
+
+from orchestrator.adapters.celery_app import DELIVER, LAUNCH, POLL, SWEEP, CeleryScheduler
+from orchestrator.bootstrap import Container
+from orchestrator.services.callbacks import deliver_callback
+from orchestrator.services.launch import launch_job
+from orchestrator.services.poll import poll_job
+from orchestrator.services.sweep import sweep
+from workers.app import app, settings
+
+log = logging.getLogger("orchestrator.worker")
+
+_container: Container | None = None
+
+RETRY = {
+    "autoretry_for": (OperationalError, RedisConnectionError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
+
+
+def container() -> Container:
+    """One container per process, built after the fork."""
+    global _container
+    if _container is None or _container.pid != os.getpid():
+        _container = Container(settings, scheduler=CeleryScheduler(app))
+    return _container
+
+
+@worker_process_init.connect
+def _fresh_container(**_: object) -> None:
+    global _container
+    _container = None
+
+
+@app.task(name=LAUNCH, **RETRY)
+def launch(job_id: str) -> str:
+    outcome = launch_job(job_id, container().deps)
+    log.info("launch %s: %s %s", job_id, outcome.result, outcome.reason)
+    return outcome.result
+
+
+@app.task(name=POLL, **RETRY)
+def poll(job_id: str, seq: int) -> str:
+    outcome = poll_job(job_id, seq, container().deps)
+    log.debug("poll %s #%d: %s", job_id, seq, outcome.result)
+    return outcome.result
+
+
+@app.task(name=DELIVER, **RETRY)
+def deliver(delivery_id: str) -> str:
+    outcome = deliver_callback(delivery_id, container().deps)
+    log.info("deliver %s: %s", delivery_id, outcome.result)
+    return outcome.result
+
+
+@app.task(name=SWEEP, **RETRY)
+def sweep_overdue() -> dict[str, int]:
+    outcome = sweep(container().deps)
+    if outcome.launches or outcome.polls or outcome.deliveries:
+        log.info("sweep handed out again: %s", outcome)
+    return {"launches": outcome.launches, "polls": outcome.polls,
+            "deliveries": outcome.deliveries}
