@@ -12,11 +12,13 @@ import time
 from functools import cached_property
 
 import httpx
+import redis
 
 from orchestrator.adapters.celery_app import CeleryScheduler, make_celery
 from orchestrator.adapters.http.callbacks import HttpCallbackSender
 from orchestrator.adapters.http.client import make_http_client
 from orchestrator.adapters.providers.registry import ConfiguredProviders
+from orchestrator.adapters.redis.embargo import RedisEmbargoes
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.config import Settings
@@ -48,8 +50,17 @@ class Container:
         return make_http_client()
 
     @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis.url, socket_timeout=5,
+                                    socket_connect_timeout=5, health_check_interval=30)
+
+    @cached_property
+    def embargoes(self) -> RedisEmbargoes:
+        return RedisEmbargoes(self.redis)
+
+    @cached_property
     def providers(self) -> ConfiguredProviders:
-        return ConfiguredProviders(self.settings.providers, self.http)
+        return ConfiguredProviders(self.settings.providers, self.http, self.embargoes)
 
     @cached_property
     def celery(self):  # type: ignore[no-untyped-def]
@@ -75,6 +86,8 @@ class Container:
                 max_input_bytes=settings.jobs.max_input_bytes,
                 launch_lease_s=settings.jobs.launch_lease_s,
                 sweep_grace_s=settings.jobs.sweep_grace_s,
+                reconcile_settle_s=settings.jobs.reconcile_settle_s,
+                reconcile_window_s=settings.jobs.reconcile_window_s,
                 callback_retry_s=tuple(settings.callbacks.retry_schedule_s)),
             signing_secrets=(secret.reveal(),) if secret else (),
             rng=random.Random(),
@@ -87,3 +100,5 @@ class Container:
             self.providers.close()
         if "engine" in self.__dict__:
             self.engine.dispose()
+        if "redis" in self.__dict__:
+            self.redis.close()

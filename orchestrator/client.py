@@ -3,19 +3,27 @@
     client = Client()                       # ORCHESTRATOR_URL, ORCHESTRATOR_TOKEN
     job = client.submit("sandbox/echo", {"hello": "world"})
     job = client.wait(job["id"], timeout_s=60)
+    for event in client.events(job["id"]):  # state changes and log lines, as they happen
+        print(event["event"], event["data"])
 """
 
 from __future__ import annotations
 
+import json
+import mimetypes
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+UPLOAD_TIMEOUT_S = 300.0  # a 50 MiB file over a slow link
+MAX_RECONNECTS = 5  # consecutive failed attempts to reopen an event stream before giving up
 
 
 class ClientError(Exception):
@@ -48,21 +56,89 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ClientError(
-                f"cannot reach the API at {self.url} ({type(exc).__name__}); is "
-                "'orchestrator api' (or 'orchestrator dev') running? Set ORCHESTRATOR_URL "
-                "to its address") from None
+            raise _unreachable(self.url, exc) from None
         if response.status_code >= 400:
             raise _error(response)
         return response.json()
 
     def submit(self, workflow: str, inputs: object = None, *,
-               idempotency_key: str | None = None, **fields: Any) -> dict[str, Any]:
+               idempotency_key: str | None = None,
+               files: Mapping[str, str | Path] | None = None, **fields: Any) -> dict[str, Any]:
+        """Submit one job. Each of ``files`` is uploaded to the workflow's provider first
+        and its URL set as ``inputs[key]`` (uploading again makes new URLs, so a retry with
+        the same ``idempotency_key`` and files is a different body: a 409)."""
+        if files:
+            inputs = self._with_files(workflow, inputs, files)
         body = {"workflow": workflow, "inputs": {} if inputs is None else inputs,
                 **{k: v for k, v in fields.items() if v is not None}}
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: dict[str, Any] = self._call("POST", "/v1/jobs", json=body, headers=headers)
         return result
+
+    def _with_files(self, workflow: str, inputs: object,
+                    files: Mapping[str, str | Path]) -> dict[str, Any]:
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise ClientError("inputs must be a JSON object to take files", code="invalid_inputs")
+        # Every file is checked before any is uploaded, so a typo uploads nothing.
+        for key, path in files.items():
+            if not Path(path).is_file():
+                raise ClientError(f"file for input '{key}' not found: {path}",
+                                  code="file_not_found")
+        provider = workflow.partition("/")[0]
+        urls = {key: self.upload(provider, path) for key, path in files.items()}
+        return {**(inputs or {}), **urls}
+
+    def upload(self, provider: str, path: str | Path) -> str:
+        """Upload a file to a provider that takes files; the URL to pass in inputs."""
+        path = Path(path)
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise ClientError(f"cannot read {path}: {exc.strerror or exc}",
+                              code="file_unreadable") from None
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        result = self._call("POST", "/v1/files", content=content,
+                            params={"provider": provider, "filename": path.name},
+                            headers={"Content-Type": content_type}, timeout=UPLOAD_TIMEOUT_S)
+        return str(result["url"])
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job; the job with ``cancellation`` (``remote``, ``message``). A 409 if
+        it has already ended."""
+        result: dict[str, Any] = self._call("POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel")
+        return result
+
+    def events(self, job_id: str, *,
+               last_event_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """The job's events (``{"event", "id", "data"}``) as they happen: ``state`` changes,
+        ``log`` lines, ``warning``s, and last ``end``. A stream that closes before ``end``
+        (the server bounds each request) is reopened where it stopped."""
+        resume = _Resume.parse(last_event_id)
+        failures, reached = 0, False
+        while True:
+            try:
+                for event in self._event_stream(job_id, resume.header()):
+                    failures, reached = 0, True
+                    resume.note(event.get("id"))
+                    yield event
+                    if event["event"] == "end":
+                        return
+            except httpx.TransportError as exc:
+                failures += 1
+                if not reached or failures >= MAX_RECONNECTS:
+                    raise _unreachable(self.url, exc) from None
+            time.sleep(min(0.5 * 2 ** failures, 10.0))
+
+    def _event_stream(self, job_id: str, last_event_id: str | None) -> Iterator[dict[str, Any]]:
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        path = f"/v1/jobs/{quote(job_id, safe='')}/events"
+        with self._http.stream("GET", path, headers=headers) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            yield from parse_sse(response.iter_lines())
 
     def get(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}")
@@ -96,6 +172,64 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout_s}s")
             time.sleep(interval_s)
+
+
+class _Resume:
+    """The two cursors of an event stream, sent back as ``s<n>,l<at>``."""
+
+    def __init__(self, state: str | None = None, log: str | None = None) -> None:
+        self.state, self.log = state, log
+
+    @classmethod
+    def parse(cls, value: str | None) -> _Resume:
+        if not value:
+            return cls()
+        if value.startswith("s"):
+            state, _, log = value.partition(",")
+            return cls(state, log or None)
+        return cls(None, value)
+
+    def note(self, event_id: object) -> None:
+        if isinstance(event_id, str) and event_id.startswith("s"):
+            self.state = event_id
+        elif isinstance(event_id, str) and event_id.startswith("l"):
+            self.log = event_id
+
+    def header(self) -> str | None:
+        return ",".join(c for c in (self.state, self.log) if c) or None
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Server-sent events from their lines: ``{"event", "id", "data"}``, the data decoded
+    from JSON where it is JSON."""
+    event, event_id, data = "message", None, list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield {"event": event, "id": event_id, "data": _decoded("\n".join(data))}
+            event, event_id, data = "message", None, []
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id" and "\0" not in value:
+            event_id = value
+
+
+def _decoded(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+def _unreachable(url: str, exc: Exception) -> ClientError:
+    return ClientError(
+        f"cannot reach the API at {url} ({type(exc).__name__}); is 'orchestrator api' (or "
+        "'orchestrator dev') running? Set ORCHESTRATOR_URL to its address")
 
 
 def _error(response: httpx.Response) -> ClientError:

@@ -8,6 +8,7 @@ resolved here into ``Secret`` values whose ``repr`` and ``str`` never show the s
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -62,14 +63,23 @@ class Secret:
 
 
 def resolve_secret(value: object) -> Secret:
-    """``env:NAME`` → that variable, ``file:/path`` → the file's first line, else literal."""
+    """``env:NAME`` → that variable, ``file:/path`` → the file's content, else the literal;
+    surrounding whitespace stripped (a trailing newline is common in mounted secrets)."""
+    secret = _resolve(value)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret.reveal()):
+        raise ValueError(f"the secret from {secret.source} holds control characters "
+                         "(a line break inside it?); it cannot be sent in a header")
+    return secret
+
+
+def _resolve(value: object) -> Secret:
     if isinstance(value, Secret):
         return value
     if not isinstance(value, str) or not value:
         raise ValueError("expected a secret such as 'env:NAME' or 'file:/path'")
     if value.startswith("env:"):
         name = value[4:]
-        resolved = os.environ.get(name)
+        resolved = os.environ.get(name, "").strip()
         if not resolved:
             raise ValueError(f"environment variable {name} is not set (the value is '{value}')")
         return Secret(resolved, value)
@@ -215,8 +225,16 @@ class CallbackSettings(_Section):
     @field_validator("signing_secret")
     @classmethod
     def _whsec(cls, secret: Secret | None) -> Secret | None:
-        if secret is not None and not secret.reveal().startswith("whsec_"):
-            raise ValueError("expected a Standard Webhooks secret starting with 'whsec_'")
+        if secret is None:
+            return None
+        expected = "expected a Standard Webhooks secret: 'whsec_' and base64 key bytes"
+        text = secret.reveal()
+        if not text.startswith("whsec_"):
+            raise ValueError(expected)
+        try:
+            base64.b64decode(text.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            raise ValueError(expected + " (the part after 'whsec_' is not base64)") from None
         return secret
 
 
@@ -229,10 +247,31 @@ class JobSettings(_Section):
 
     max_input_bytes: int = Field(1_048_576, gt=0)
     # A claimed launch is owned for this long; after it a sweep may take it over.
-    launch_lease_s: float = Field(60.0, gt=0)
+    # Renewed before each remote call, so it must outlast one call (connect + read time-outs)
+    # and a database wait with room to spare.
+    launch_lease_s: float = Field(120.0, gt=0)
     sweep_interval_s: float = Field(5.0, gt=0)
     # How late a step must be before a sweep hands it out again.
     sweep_grace_s: float = Field(30.0, ge=0)
+    # Reconciling a start whose answer was lost (Cordage): a start not among the listed runs
+    # this long after it was sent never took effect; after the window the job fails.
+    reconcile_settle_s: float = Field(10.0, gt=0)
+    reconcile_window_s: float = Field(120.0, gt=0)
+
+    @field_validator("launch_lease_s")
+    @classmethod
+    def _lease_outlasts_a_request(cls, lease: float) -> float:
+        # A lease that can run out while its start request is still on the wire lets a
+        # second worker take over and, on Cordage, start the run again.
+        if lease <= PROVIDER_REQUEST_MAX_S:
+            raise ValueError(f"must be more than {PROVIDER_REQUEST_MAX_S:g} s, the longest "
+                             "a provider request may take")
+        return lease
+
+
+# One provider request may take this long at most (connect, write and read time-outs of
+# the shared client); a launch lease must outlast it.
+PROVIDER_REQUEST_MAX_S = 30.0
 
 
 class ScheduleSettings(_Section):

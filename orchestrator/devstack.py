@@ -44,8 +44,11 @@ class StackOptions:
     poll_max_s: float = 5.0
     sweep_interval_s: float = 1.0
     sweep_grace_s: float = 5.0
-    launch_lease_s: float = 10.0
+    launch_lease_s: float = 35.0  # must outlast one provider request (30 s)
     callback_retry_s: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
+    reconcile_settle_s: float = 5.0
+    # Appended to the generated orchestrator.toml (more providers, say).
+    extra_config: str = ""
     fresh: bool = False  # wipe the work directory first
 
 
@@ -83,7 +86,8 @@ url = "file://{workdir}/artifacts"
 launch_lease_s = {options.launch_lease_s}
 sweep_interval_s = {options.sweep_interval_s}
 sweep_grace_s = {options.sweep_grace_s}
-"""
+reconcile_settle_s = {options.reconcile_settle_s}
+{options.extra_config.replace("{sandbox}", sandbox_url)}"""
 
 
 class Stack:

@@ -7,8 +7,8 @@ I/O, and ``orchestrator.testing`` ships in-memory fakes of each. Times are epoch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from orchestrator.domain.job import LaunchRequest, RunStatus
@@ -68,6 +68,63 @@ class Provider(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class RemoteRun:
+    """One run as a runtime lists it, for reconciling a launch whose answer was lost."""
+
+    run_id: str
+    created_at: float | None
+    status: str
+    inputs: object = None  # where the runtime lists them (the sandbox does; Cordage may not)
+
+
+@dataclass(frozen=True)
+class RunListing:
+    runs: list[RemoteRun]
+    complete: bool  # every run the runtime has for the workflow (a short page), not a page
+
+
+@runtime_checkable
+class RunFinder(Protocol):
+    """A runtime that can list its recent runs of a workflow, newest first."""
+
+    def recent_runs(self, workflow: str) -> RunListing: ...
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: str  # the runtime's own timestamp; also the cursor to resume after
+    message: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """A runtime that streams a run's logs (CodeWords' ``/logs``)."""
+
+    def logs(self, run_id: str, *, after: str | None = None) -> Iterator[LogLine]: ...
+
+
+@runtime_checkable
+class FileUploads(Protocol):
+    """A runtime that takes input files and hands back a URL to pass in the inputs."""
+
+    def upload(self, filename: str, content: bytes, content_type: str | None = None) -> str: ...
+
+
+class Embargoes(Protocol):
+    """Waits a runtime asked for, shared by every process: after a ``retry_after`` on one
+    API key and operation, no process sends that kind of request before it has passed."""
+
+    def until(self, key: str, operation: str) -> float | None:
+        """The time before which nothing may be sent, or None."""
+        ...
+
+    def impose(self, key: str, operation: str, until: float) -> None:
+        """Embargo until ``until``, or longer if a longer one is already in force."""
+        ...
+
+
 class ProviderRegistry(Protocol):
     def get(self, name: str) -> Provider:
         """The provider of that name; KeyError if it is not configured."""
@@ -120,8 +177,10 @@ class JobStore(Protocol):
         """Active jobs whose next step was due before ``now``: work to hand out again."""
         ...
 
-    def touch_jobs(self, job_ids: Iterable[str], now: float) -> None:
-        """Mark the jobs' next step as due ``now`` (it was just handed out again)."""
+    def touch_jobs(self, job_ids: Iterable[str], now: float, *, before: float) -> None:
+        """Mark the jobs' next step as due ``now`` (it was just handed out again), where it
+        is still due before ``before``: a due time a worker has just pushed later (a
+        ``retry_after``) is kept."""
         ...
 
     def job_events(self, job_id: str) -> list[Mapping[str, object]]: ...
@@ -139,9 +198,14 @@ class JobStore(Protocol):
 
     def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
 
-    def touch_deliveries(self, delivery_ids: Iterable[str], now: float) -> None: ...
+    def touch_deliveries(self, delivery_ids: Iterable[str], now: float, *,
+                         before: float) -> None: ...
 
     def deliveries_for_job(self, job_id: str) -> list[Delivery]: ...
+
+    def run_claimed(self, provider: str, run_id: str) -> bool:
+        """Whether some job of ours already owns that remote run."""
+        ...
 
     def add_token(self, name: str, prefix: str, secret_hash: str, now: float) -> Token: ...
 

@@ -35,7 +35,7 @@ from orchestrator.domain.records import (
     Poll,
     Token,
 )
-from orchestrator.ports import AlreadyExists, Provider, SendResult
+from orchestrator.ports import AlreadyExists, Provider, RemoteRun, RunListing, SendResult
 from orchestrator.services.deps import Deps
 
 
@@ -108,9 +108,11 @@ class InMemoryStore:
             self._jobs[job_id] = dataclasses.replace(job, **values)  # type: ignore[arg-type]
             return True
 
-    def touch_jobs(self, job_ids: Iterable[str], now: float) -> None:
+    def touch_jobs(self, job_ids: Iterable[str], now: float, *, before: float) -> None:
         for job_id in job_ids:
-            self.update_job(job_id, {}, {"next_action_at": now})
+            job = self._jobs.get(job_id)
+            if job is not None and job.next_action_at is not None and job.next_action_at < before:
+                self.update_job(job_id, {}, {"next_action_at": now})
 
     def list_jobs(self, *, status: str | None = None, workflow: str | None = None,
                   batch_id: str | None = None, label: tuple[str, str] | None = None,
@@ -135,13 +137,18 @@ class InMemoryStore:
                if j.status in ACTIVE and j.next_action_at is not None and j.next_action_at < now]
         return sorted(due, key=lambda j: j.next_action_at or 0)[:limit]
 
+    def run_claimed(self, provider: str, run_id: str) -> bool:
+        return any(j.provider == provider and j.run_id == run_id for j in self._jobs.values())
+
     def job_events(self, job_id: str) -> list[Mapping[str, object]]:
         return [e for e in self._events if e["job_id"] == job_id]
 
     def _event(self, job_id: str, attempt: int, event: str, status: str, at: float,
                detail: str | None) -> None:
-        self._events.append({"job_id": job_id, "attempt": attempt, "event": event,
-                             "status": status, "at": at, "detail": detail})
+        # Numbered like the SQL table's rows, so an events stream can resume after one.
+        self._events.append({"id": len(self._events) + 1, "job_id": job_id,
+                             "attempt": attempt, "event": event, "status": status, "at": at,
+                             "detail": detail})
 
     # deliveries
     def _add_deliveries(self, items: Iterable[NewDelivery], now: float) -> list[Delivery]:
@@ -183,12 +190,15 @@ class InMemoryStore:
                and d.next_attempt_at is not None and d.next_attempt_at < now]
         return sorted(due, key=lambda d: d.next_attempt_at or 0)[:limit]
 
-    def touch_deliveries(self, delivery_ids: Iterable[str], now: float) -> None:
+    def touch_deliveries(self, delivery_ids: Iterable[str], now: float, *,
+                         before: float) -> None:
         with self._lock:
             for delivery_id in delivery_ids:
-                delivery = self._deliveries[delivery_id]
-                self._deliveries[delivery_id] = dataclasses.replace(delivery,
-                                                                    next_attempt_at=now)
+                delivery = self._deliveries.get(delivery_id)
+                due = delivery.next_attempt_at if delivery else None
+                if delivery is not None and due is not None and due < before:
+                    self._deliveries[delivery_id] = dataclasses.replace(
+                        delivery, next_attempt_at=now)
 
     # tokens
     def add_token(self, name: str, prefix: str, secret_hash: str, now: float) -> Token:
@@ -247,6 +257,8 @@ class FakeProvider:
                                           raw_status="completed")
         self.errors: dict[str, list[ProviderError]] = {}
         self.runs: dict[str, LaunchRequest] = {}
+        self.created: dict[str, float] = {}
+        self.clock: FakeClock | None = None  # set to stamp runs for ``recent_runs``
         self.polls: dict[str, int] = {}
         self.starts = 0
         self.cancelled: list[str] = []
@@ -265,6 +277,8 @@ class FakeProvider:
         self._maybe_raise("start")
         run_id = launch.reservation or new_id("run")
         self.runs.setdefault(run_id, launch)
+        self.created[run_id] = self.clock.now() if self.clock else 0.0
+        self._maybe_raise("start_after")  # the run exists, but its answer is lost
         return run_id
 
     def poll(self, workflow: str, run_id: str) -> RunStatus:
@@ -281,6 +295,32 @@ class FakeProvider:
 
     def close(self) -> None:
         pass
+
+
+class ListingProvider(FakeProvider):
+    """A fake that can list its runs (``RunFinder``), with or without their inputs."""
+
+    def __init__(self, name: str = "fake", *, lists_inputs: bool = True, **kw: Any) -> None:
+        super().__init__(name, idempotent_start=False, **kw)
+        self.lists_inputs = lists_inputs
+
+    def recent_runs(self, workflow: str) -> RunListing:
+        self._maybe_raise("list")
+        return RunListing([RemoteRun(run_id, self.created.get(run_id), "running",
+                                     launch.inputs if self.lists_inputs else None)
+                           for run_id, launch in reversed(self.runs.items())
+                           if launch.workflow == workflow], complete=True)
+
+
+class InMemoryEmbargoes:
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, str], float] = {}
+
+    def until(self, key: str, operation: str) -> float | None:
+        return self._until.get((key, operation))
+
+    def impose(self, key: str, operation: str, until: float) -> None:
+        self._until[(key, operation)] = max(until, self._until.get((key, operation), 0.0))
 
 
 class StaticRegistry:
@@ -338,7 +378,8 @@ def drain(deps: Deps, *, max_steps: int = 10_000) -> list[str]:
         if action.at is not None and action.at > clock.t:
             clock.t = action.at
         if isinstance(action, Launch):
-            results.append("launch:" + launch_job(action.job_id, deps).result)
+            outcome = launch_job(action.job_id, deps, run_id=action.run_id)
+            results.append("launch:" + outcome.result)
         elif isinstance(action, Poll):
             results.append("poll:" + poll_job(action.job_id, action.seq, deps).result)
         else:

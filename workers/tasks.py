@@ -12,6 +12,7 @@ import logging
 import os
 
 from celery.signals import worker_process_init
+from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
@@ -28,7 +29,7 @@ log = logging.getLogger("orchestrator.worker")
 _container: Container | None = None
 
 RETRY = {
-    "autoretry_for": (OperationalError, RedisConnectionError),
+    "autoretry_for": (OperationalError, RedisConnectionError, BrokerError),
     "retry_backoff": 1,
     "retry_backoff_max": 30,
     "retry_jitter": True,
@@ -51,8 +52,8 @@ def _fresh_container(**_: object) -> None:
 
 
 @app.task(name=LAUNCH, **RETRY)
-def launch(job_id: str) -> str:
-    outcome = launch_job(job_id, container().deps)
+def launch(job_id: str, run_id: str | None = None) -> str:
+    outcome = launch_job(job_id, container().deps, run_id=run_id)
     log.info("launch %s: %s %s", job_id, outcome.result, outcome.reason)
     return outcome.result
 

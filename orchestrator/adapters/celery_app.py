@@ -50,8 +50,11 @@ def make_celery(settings: Settings, name: str = "orchestrator") -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         beat_schedule={
+            # A sweep not run within its interval is dropped: the next one does its work,
+            # and sweeps do not pile up while the workers are down.
             "sweep": {"task": SWEEP,
-                      "schedule": timedelta(seconds=settings.jobs.sweep_interval_s)},
+                      "schedule": timedelta(seconds=settings.jobs.sweep_interval_s),
+                      "options": {"expires": settings.jobs.sweep_interval_s}},
         },
     )
     return app
@@ -75,7 +78,7 @@ class CeleryScheduler:
 
 def _message(action: Action) -> tuple[str, list[object]]:
     if isinstance(action, Launch):
-        return LAUNCH, [action.job_id]
+        return LAUNCH, [action.job_id] if action.run_id is None else [action.job_id, action.run_id]
     if isinstance(action, Poll):
         return POLL, [action.job_id, action.seq]
     if isinstance(action, Deliver):

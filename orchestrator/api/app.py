@@ -9,13 +9,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from orchestrator.api import errors, jobs
+from orchestrator.api import errors, events, files, jobs
 from orchestrator.api.deps import ContainerDep
 from orchestrator.api.schemas import Health
 from orchestrator.bootstrap import Container
 from orchestrator.config import Settings
 
 MAX_BODY_SLACK = 64 * 1024
+# Paths whose routes read their bodies in chunks and enforce limits of their own.
+BODY_LIMIT_EXEMPT = frozenset({files.router.prefix})
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -31,6 +33,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(files.router)
     _add_body_limit(app, settings.jobs.max_input_bytes + MAX_BODY_SLACK)
     _add_health(app)
     return app
@@ -40,7 +44,8 @@ def _add_body_limit(app: FastAPI, limit: int) -> None:
     @app.middleware("http")
     async def refuse_huge_bodies(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
+        exempt = request.url.path.rstrip("/") in BODY_LIMIT_EXEMPT
+        if not exempt and length.isdigit() and int(length) > limit:
             return errors.error_response(
                 413, "too_large", f"the request body is {length} bytes; the limit is {limit}")
         return await call_next(request)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from orchestrator.api.deps import ContainerDep, TokenDep
 from orchestrator.api.errors import ERROR_RESPONSES, ApiError
-from orchestrator.api.schemas import JobIn, JobOut, JobPage, JobStatusName
+from orchestrator.api.schemas import CancelOut, JobIn, JobOut, JobPage, JobStatusName
 from orchestrator.domain.resource import job_resource
+from orchestrator.services.cancel import CancelRefused, cancel_job
 from orchestrator.services.submit import JobSpec, SubmitRejected, submit_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+
+# Ids are a type prefix and base32: anything else cannot name a job (and a NUL in it would
+# reach the database).
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+JobId = Annotated[str, Path(pattern=ID_PATTERN)]
+NoNul = r"^[^\x00]*$"
 
 
 @router.post("", status_code=201, response_model=JobOut,
@@ -41,7 +48,7 @@ def submit(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, _: TokenDep, container: ContainerDep) -> dict[str, Any]:
+def get_job(job_id: JobId, _: TokenDep, container: ContainerDep) -> dict[str, Any]:
     job = container.store.get_job(job_id)
     if job is None:
         raise ApiError(404, "not_found", f"no job with id '{job_id}'")
@@ -54,11 +61,11 @@ def list_jobs(
     container: ContainerDep,
     request: Request,
     status: JobStatusName | None = None,
-    workflow: Annotated[str | None, Query(max_length=300)] = None,
-    batch_id: Annotated[str | None, Query(max_length=40)] = None,
-    label: Annotated[str | None, Query(max_length=300, pattern=r"^[^=]+=.*$",
+    workflow: Annotated[str | None, Query(max_length=300, pattern=NoNul)] = None,
+    batch_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    label: Annotated[str | None, Query(max_length=300, pattern=r"^[^=\x00]+=[^\x00]*$",
                                        description="`key=value`")] = None,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Newest first. Pass the returned `next_cursor` as `cursor` for the next page."""
@@ -71,3 +78,15 @@ def list_jobs(
     page = jobs[:limit]
     next_cursor = page[-1].id if len(jobs) > limit else None
     return {"items": [job_resource(j) for j in page], "next_cursor": next_cursor}
+
+
+@router.post("/{job_id}/cancel", response_model=CancelOut)
+def cancel(job_id: JobId, _: TokenDep, container: ContainerDep) -> dict[str, Any]:
+    """Cancel a job. Its remote run is stopped where the provider can (Cordage's kill);
+    where it cannot (CodeWords has no kill), the run goes on and `cancellation` says so."""
+    try:
+        outcome = cancel_job(job_id, container.deps)
+    except CancelRefused as refused:
+        raise ApiError(refused.status, refused.code, refused.message) from None
+    return {**job_resource(outcome.job),
+            "cancellation": {"remote": outcome.remote, "message": outcome.message}}

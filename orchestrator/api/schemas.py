@@ -71,6 +71,15 @@ class JobOut(BaseModel):
     finished_at: str | None
 
 
+class CancellationOut(BaseModel):
+    remote: Literal["stopped", "not_supported", "not_started", "failed"]
+    message: str
+
+
+class CancelOut(JobOut):
+    cancellation: CancellationOut
+
+
 class JobPage(BaseModel):
     items: list[JobOut]
     next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")

@@ -1,16 +1,19 @@
-"""Producer commands over the REST API: submit, jobs list, jobs show."""
+"""Producer commands over the REST API: submit, jobs list, show, logs and cancel."""
 
 from __future__ import annotations
 
 import json
+import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import call, client_or_exit, err, fail, out, print_json
-from orchestrator.client import TERMINAL
+from orchestrator.client import TERMINAL, Client
 
 jobs_app = typer.Typer(help="Look at and steer jobs.", no_args_is_help=True)
 
@@ -34,9 +37,25 @@ def _read_inputs(text: str) -> Any:
         fail(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
 
 
+def _read_files(specs: list[str]) -> dict[str, Path]:
+    """``--file KEY=PATH`` options, each file checked before anything is uploaded."""
+    files: dict[str, Path] = {}
+    for spec in specs:
+        key, sep, path = spec.partition("=")
+        if not sep or not key or not path:
+            fail(f"--file takes KEY=PATH (e.g. --file doc=report.pdf), got '{spec}'")
+        if not Path(path).is_file():
+            fail(f"file not found: {path} (--file {key})")
+        files[key] = Path(path)
+    return files
+
+
 def submit(
     workflow: Annotated[str, typer.Argument(help="<provider>/<name>, e.g. sandbox/echo")],
     inputs: Annotated[str, typer.Option(help="JSON, or @file.json")] = "{}",
+    file: Annotated[list[str] | None, typer.Option(
+        "--file", help="KEY=PATH: upload the file to the workflow's provider and pass its URL "
+                       "as inputs[KEY]; repeatable")] = None,
     callback_url: Annotated[str | None, typer.Option(help="POSTed the terminal event")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="same key → same job")] = None,
     label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
@@ -50,11 +69,18 @@ def submit(
     timed out.
 
     Example: orchestrator submit sandbox/echo --inputs '{"hello": "world"}' --wait
+
+    Example: orchestrator submit codewords/summarise --file doc=report.pdf --wait
     """
     labels = dict(item.split("=", 1) for item in label or [] if "=" in item)
+    files = _read_files(file or [])
+    values = _read_inputs(inputs)
+    if files and not isinstance(values, dict):
+        fail("--inputs must be a JSON object when --file is given")
     client = client_or_exit()
-    job = call(client.submit, workflow, _read_inputs(inputs), callback_url=callback_url,
-               idempotency_key=idempotency_key, labels=labels or None, priority=priority)
+    job = call(client.submit, workflow, values, callback_url=callback_url,
+               idempotency_key=idempotency_key, labels=labels or None, priority=priority,
+               files=files or None)
     if wait:
         with err.status(f"job {job['id']} is {job['status']}…"):
             job = call(client.wait, job["id"])
@@ -105,6 +131,72 @@ def show(job_id: str, json_: JsonFlag = False) -> None:
         print_json(job)
     else:
         _show(job)
+
+
+@jobs_app.command("logs")
+def logs(job_id: str, json_: Annotated[bool, typer.Option(
+        "--json", help="print each event as one line of JSON")] = False) -> None:
+    """Follow a job: its state changes, and its run's log lines where the provider streams
+    them (CodeWords), as they come. Ends when the job has ended.
+
+    Example: orchestrator jobs logs job_01jf…
+    """
+    call(_follow, client_or_exit(), job_id, json_)
+
+
+def _follow(client: Client, job_id: str, json_: bool) -> None:
+    for event in client.events(job_id):
+        if json_:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+        elif event["event"] != "end":  # the last state line already says how it ended
+            out.print(_event_line(event), highlight=False, soft_wrap=True)  # one line each
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    data = event["data"] if isinstance(event["data"], dict) else {"message": event["data"]}
+    kind = event["event"]
+    when = _clock(data.get("at"))
+    if kind == "state":
+        status = str(data.get("status"))
+        detail = f"  {escape(str(data['detail']))}" if data.get("detail") else ""
+        return (f"{when}  [bold]state[/]    [{STATUS_STYLE.get(status, '')}]{status}[/] "
+                f"({escape(str(data.get('event')))}, attempt {data.get('attempt')}){detail}")
+    if kind == "log":
+        fields = data.get("fields")
+        level = fields.get("level") if isinstance(fields, dict) else None
+        level = f"{escape(str(level))} " if level else ""
+        return f"{when}  [dim]log[/]      {level}{escape(str(data.get('message', '')))}"
+    return f"{when}  [yellow]{escape(kind):<8}[/] {escape(str(data.get('message', data)))}"
+
+
+def _clock(value: object) -> str:
+    """A timestamp as local wall-clock time with milliseconds; now if there is none."""
+    try:
+        when = datetime.fromisoformat(str(value)) if value else datetime.now().astimezone()
+    except ValueError:
+        return str(value)
+    return when.astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+@jobs_app.command("cancel")
+def cancel(job_id: str, json_: JsonFlag = False) -> None:
+    """Cancel a job, and stop its remote run where the provider can. Prints the job's new
+    status and what became of the run; a job that has already ended is an error.
+
+    Example: orchestrator jobs cancel job_01jf…
+    """
+    job = call(client_or_exit().cancel, job_id)
+    if json_:
+        print_json(job)
+        return
+    style = STATUS_STYLE.get(job["status"], "")
+    out.print(f"{job['id']} [{style}]{job['status']}[/]", highlight=False, soft_wrap=True)
+    cancellation = job.get("cancellation") or {}
+    if cancellation:
+        out.print(f"remote run: {escape(str(cancellation.get('remote')))}: "
+                  f"{escape(str(cancellation.get('message', '')))}", highlight=False,
+                  soft_wrap=True)
 
 
 def _show(job: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ class Job:
     attempt: int = 1
     polls: int = 0
     launch_tries: int = 0
+    launch_sent_at: float | None = None
     batch_id: str | None = None
     schedule_id: str | None = None
     owner: str | None = None
@@ -147,6 +148,7 @@ class Token:
 class Launch:
     job_id: str
     at: float | None = None
+    run_id: str | None = None  # a run already started whose id could not be stored yet
 
 
 @dataclass(frozen=True)

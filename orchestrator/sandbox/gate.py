@@ -93,7 +93,9 @@ async def _admit(
         state.stats.auth_failures += 1
         return error_response(401, "Invalid or missing API key"), None
     now = state.now()
-    if now < state.not_before.get(bucket, 0.0):
+    refused_at = state.refused_at.get(bucket, 0.0)
+    if now < state.not_before.get(bucket, 0.0) and (
+            now - refused_at > settings.in_flight_allowance_s):
         state.stats.early_requests += 1
         state.stats.early_by_bucket[bucket] += 1
     fault = await _injected_refusal(state, request, bucket, now)
@@ -149,6 +151,7 @@ def too_many_requests(state: SandboxState, bucket: str, wait_s: float, now: floa
     that a request arriving before then is counted as early."""
     retry_after = math.ceil(wait_s)  # whole seconds, as Cordage documents; never shorter
     state.not_before[bucket] = max(state.not_before.get(bucket, 0.0), now + retry_after)
+    state.refused_at[bucket] = now
     state.stats.responses_429 += 1
     return JSONResponse(
         {"error": "Rate limit exceeded.", "retry_after": retry_after},

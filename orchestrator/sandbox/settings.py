@@ -57,6 +57,10 @@ class SandboxSettings(BaseModel):
     p_503: Probability = 0.0
     p_429: Probability = 0.0  # a spurious 429 although the limit is not reached
     spurious_retry_after_s: float = Field(default=1.0, ge=0.0)
+    # A request that reaches us this soon after a 429 was sent was already on its way (its
+    # sender could not have read the 429 yet): it is not counted as early. Loopback answers
+    # arrive in well under a millisecond, so 50 ms hides no real disregard of a retry_after.
+    in_flight_allowance_s: float = Field(default=0.05, ge=0.0)
     p_drop: Probability = 0.0  # connection closed before the request has any effect
     p_drop_after: Probability = 0.0  # the request takes effect, then the answer is lost
     p_malformed: Probability = 0.0  # GET answers cut in half (invalid JSON)

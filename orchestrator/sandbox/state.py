@@ -175,6 +175,7 @@ class SandboxState:
         self.files: dict[str, StoredFile] = {}
         self.stats = Stats()
         self.not_before: dict[str, float] = {}  # bucket → end of the last retry_after given
+        self.refused_at: dict[str, float] = {}  # bucket → when the last 429 was sent
         # Set when the server shuts down, so long polls and log streams end at once
         # instead of holding the shutdown until they are cancelled.
         self.closing = asyncio.Event()
@@ -207,6 +208,7 @@ class SandboxState:
         self.files.clear()
         self.stats = Stats()
         self.not_before.clear()
+        self.refused_at.clear()
 
     def provision(self) -> str:
         request_id = f"req_{uuid.uuid4().hex}"

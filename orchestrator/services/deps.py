@@ -21,7 +21,13 @@ class ProviderPolicy:
 @dataclass(frozen=True)
 class Limits:
     max_input_bytes: int = 1_048_576
-    launch_lease_s: float = 60.0
+    launch_lease_s: float = 120.0
+    # A job whose start keeps being refused (5xx, connection refused) fails after this many.
+    max_launch_tries: int = 30
+    # Reconciling a lost launch: a start not listed after settle_s never took effect; after
+    # window_s of looking, the job fails rather than risk a duplicate.
+    reconcile_settle_s: float = 10.0
+    reconcile_window_s: float = 120.0
     sweep_grace_s: float = 30.0
     # Delays before each retry of a callback; its length + 1 is the number of attempts.
     callback_retry_s: Sequence[float] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -38,7 +44,7 @@ class Deps:
     policies: Mapping[str, ProviderPolicy] = field(default_factory=dict)
     limits: Limits = Limits()
     # Secrets that sign callbacks to a job's own callback_url (several while rotating).
-    signing_secrets: Sequence[str] = ()
+    signing_secrets: Sequence[str] = field(default=(), repr=False)
     rng: random.Random = field(default_factory=random.Random)
 
     def policy(self, provider: str) -> ProviderPolicy:

@@ -9,19 +9,23 @@
 A worker that dies in between leaves the job ``starting`` with a lease that runs out; the
 sweep hands the launch out again, and ``recover`` decides: a runtime with idempotent starts
 gets the same request again (same reservation, same run); on one without, a start that may
-have been sent is never sent twice: the job fails with ``launch_unknown``.
+have been sent is never sent again blindly: it is reconciled against the runtime's listed
+runs (``reconcile.py``), and fails with ``launch_unknown`` if it cannot be.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from contextlib import suppress
 from dataclasses import dataclass
 
 from orchestrator.domain.errors import Permanent, ProviderError, RateLimited, Transient
 from orchestrator.domain.job import Event, JobStatus, LaunchRequest
 from orchestrator.domain.records import Job, JobChange, Launch, Poll
-from orchestrator.ports import Provider
+from orchestrator.ports import Provider, RunFinder
 from orchestrator.services.deps import Deps
 from orchestrator.services.finish import finish
+from orchestrator.services.reconcile import Adopt, Decision, GiveUp, LookAgain, StartAgain, decide
 
 # Messages that arrive this much before their job's due time are early duplicates.
 EARLY_TOLERANCE_S = 1.0
@@ -34,17 +38,25 @@ class LaunchOutcome:
     reason: str = ""
 
 
-def launch_job(job_id: str, deps: Deps) -> LaunchOutcome:
+def launch_job(job_id: str, deps: Deps, *, run_id: str | None = None) -> LaunchOutcome:
+    """Start the job's run. ``run_id`` is given when an earlier launch started the run but
+    could not store its id (a database error): only that is left to do."""
     job = deps.store.get_job(job_id)
     now = deps.clock.now()
     if job is None:
         return LaunchOutcome("skipped", reason="no such job")
+    if run_id is not None:
+        if job.status is not JobStatus.STARTING:
+            return LaunchOutcome("skipped", job, f"job is {job.status}")
+        return _started(job, run_id, deps, how="stored on a second try",
+                        guard={"status": JobStatus.STARTING.value, "attempt": job.attempt})
     if job.status is JobStatus.QUEUED:
         if job.next_action_at is not None and job.next_action_at > now + EARLY_TOLERANCE_S:
             return LaunchOutcome("skipped", job, "not due yet")
         claimed = deps.store.move(JobChange(
             job.id, Event.CLAIM, guard={"attempt": job.attempt},
-            values={"lease_until": now + deps.limits.launch_lease_s}), now)
+            values={"lease_until": now + deps.limits.launch_lease_s, "launch_sent_at": now}),
+            now)
         if claimed is None:
             return LaunchOutcome("skipped", job, "claimed by another worker")
         return _start(claimed, deps)
@@ -53,58 +65,90 @@ def launch_job(job_id: str, deps: Deps) -> LaunchOutcome:
     return LaunchOutcome("skipped", job, f"job is {job.status}")
 
 
+def _held(job: Job) -> dict[str, object]:
+    """The guard of every write a launch makes: the job is still starting under the lease
+    this worker holds. The lease is a fencing token: once another worker has taken the
+    job over, every write of the old one matches zero rows."""
+    return {"status": JobStatus.STARTING.value, "lease_until": job.lease_until}
+
+
+def _renew(job: Job, deps: Deps, *, sending: bool = False) -> Job | None:
+    """Extend the lease before a remote call; None if it was lost meanwhile. Before a
+    start request (``sending``) the send time is recorded too: reconciling a lost answer
+    waits for runs made since the last start that may have gone out."""
+    now = deps.clock.now()
+    values: dict[str, object] = {"lease_until": now + deps.limits.launch_lease_s}
+    if sending:
+        values["launch_sent_at"] = now
+    if not deps.store.update_job(job.id, guard=_held(job), values=values):
+        return None
+    return dataclasses.replace(job, **values)  # type: ignore[arg-type]
+
+
 def _recover(job: Job, deps: Deps, now: float) -> LaunchOutcome:
     if job.lease_until is not None and job.lease_until > now:
         return LaunchOutcome("skipped", job, "another worker holds the launch")
-    taken = deps.store.update_job(
-        job.id, guard={"status": JobStatus.STARTING.value, "lease_until": job.lease_until},
-        values={"lease_until": now + deps.limits.launch_lease_s})
-    if not taken:
+    taken = _renew(job, deps)
+    if taken is None:
         return LaunchOutcome("skipped", job, "taken over by another worker")
     provider = deps.providers.get(job.provider)
     if provider.idempotent_start:
-        return _start(job, deps)
-    return _fail(job, deps, "launch_unknown",
-                 f"a worker stopped while starting this job on '{job.provider}', which has no "
-                 "idempotent start: the run may or may not exist, so it is not started again "
-                 "to avoid a duplicate. Check the provider's runs, then retry the job")
+        return _start(taken, deps)
+    return _reconcile(taken, provider, deps)
 
 
 def _start(job: Job, deps: Deps) -> LaunchOutcome:
     provider = deps.providers.get(job.provider)
+    held: Job | None = job
     try:
-        reservation = _reserve(job, provider, deps)
+        held = _with_reservation(job, provider, deps)
+        held = held and _renew(held, deps, sending=True)
+        if held is None:
+            return LaunchOutcome("skipped", job, "lost the launch to another worker")
         run_id = provider.start(LaunchRequest(
-            job_id=job.id, workflow=job.workflow_name, inputs=job.inputs, path=job.path,
-            reservation=reservation))
+            job_id=held.id, workflow=held.workflow_name, inputs=held.inputs, path=held.path,
+            reservation=held.reservation))
     except ProviderError as error:
-        return _launch_error(job, provider, error, deps)
-    return _started(job, run_id, deps)
+        # ``held`` carries the lease as last renewed: the guard of every write from here.
+        return _launch_error(held or job, provider, error, deps)
+    return _started(held, run_id, deps)
 
 
-def _reserve(job: Job, provider: Provider, deps: Deps) -> str | None:
+def _with_reservation(job: Job, provider: Provider, deps: Deps) -> Job | None:
+    """The job with its reservation stored before the start (where the runtime offers
+    one); None if the lease was lost, in which case nothing may be started."""
     if job.reservation is not None:
-        return job.reservation
+        return job
     reservation = provider.reserve(job.workflow_name)
-    if reservation is not None:
-        deps.store.update_job(job.id, guard={"status": JobStatus.STARTING.value,
-                                             "attempt": job.attempt},
-                              values={"reservation": reservation})
-    return reservation
+    if reservation is None:
+        return job
+    if not deps.store.update_job(job.id, guard={**_held(job), "reservation": None},
+                                 values={"reservation": reservation}):
+        return None
+    return dataclasses.replace(job, reservation=reservation)
 
 
-def _started(job: Job, run_id: str, deps: Deps) -> LaunchOutcome:
+def _started(job: Job, run_id: str, deps: Deps, how: str = "started",
+             guard: dict[str, object] | None = None) -> LaunchOutcome:
     now = deps.clock.now()
     policy = deps.policy(job.provider)
     timeout = job.timeout_s or policy.run_timeout_s
     first_poll = now + policy.backoff.delay(0, deps.rng)
-    moved = deps.store.move(JobChange(
-        job.id, Event.STARTED, guard={"attempt": job.attempt},
+    change = JobChange(
+        job.id, Event.STARTED, guard=guard or _held(job),
         values={"run_id": run_id, "remote_status": "running", "started_at": now,
                 "deadline_at": now + timeout, "next_action_at": min(first_poll, now + timeout),
-                "lease_until": None}, detail=f"run {run_id}"), now)
+                "lease_until": None}, detail=f"run {run_id} ({how})")
+    try:
+        moved = deps.store.move(change, now)
+    except Exception:
+        # The run exists but its id could not be stored: hand the id to the next try
+        # rather than lose it (the lease would otherwise run out and the launch be
+        # reconciled, or on Cordage failed).
+        deps.scheduler.schedule([Launch(job.id, now + 1.0, run_id=run_id)])
+        raise
     if moved is None:
-        return LaunchOutcome("skipped", job, "moved by another worker after start")
+        return _orphaned(job, run_id, deps)
     deps.scheduler.schedule([Poll(moved.id, moved.polls, moved.next_action_at)])
     return LaunchOutcome("started", moved)
 
@@ -117,10 +161,7 @@ def _launch_error(
     if isinstance(error, Transient):
         if not error.request_sent or provider.idempotent_start:
             return _defer(job, deps, error.retry_after, error.message)
-        return _fail(job, deps, "launch_unknown",
-                     f"the start request to '{job.provider}' failed after it was sent "
-                     f"({error.message}); the run may exist, so it is not sent again to avoid "
-                     "a duplicate. Check the provider's runs, then retry the job")
+        return _reconcile(job, provider, deps)
     code = error.code if isinstance(error, Permanent) else "provider_error"
     return _fail(job, deps, code, error.message)
 
@@ -128,12 +169,17 @@ def _launch_error(
 def _defer(job: Job, deps: Deps, retry_after: float | None, why: str) -> LaunchOutcome:
     """Back to the queue until the launch may be tried again (the start did not happen,
     or will be recognised as the same run)."""
+    tries = job.launch_tries + 1
+    if tries >= deps.limits.max_launch_tries:
+        return _fail(job, deps, "launch_failed",
+                     f"the job could not be started on '{job.provider}' after {tries} tries; "
+                     f"the last error: {why}")
     now = deps.clock.now()
     delay = deps.policy(job.provider).backoff.delay(job.launch_tries, deps.rng, retry_after)
     moved = deps.store.move(JobChange(
-        job.id, Event.DEFER, guard={"attempt": job.attempt},
-        values={"next_action_at": now + delay, "lease_until": None,
-                "launch_tries": job.launch_tries + 1}, detail=why[:500]), now)
+        job.id, Event.DEFER, guard=_held(job),
+        values={"next_action_at": now + delay, "lease_until": None, "launch_tries": tries},
+        detail=why[:500]), now)
     if moved is None:
         return LaunchOutcome("skipped", job, "moved by another worker")
     deps.scheduler.schedule([Launch(job.id, now + delay)])
@@ -141,6 +187,77 @@ def _defer(job: Job, deps: Deps, retry_after: float | None, why: str) -> LaunchO
 
 
 def _fail(job: Job, deps: Deps, code: str, message: str) -> LaunchOutcome:
-    moved = finish(job, Event.FAIL, deps, error=(code, message),
-                   guard={"attempt": job.attempt})
+    moved = finish(job, Event.FAIL, deps, error=(code, message), guard=_held(job))
     return LaunchOutcome("failed" if moved else "skipped", moved or job, message)
+
+
+def _orphaned(job: Job, run_id: str, deps: Deps) -> LaunchOutcome:
+    """The run started but the job moved on meanwhile (cancelled, or taken over by a worker
+    that stored another run): stop this run where the runtime can, so nothing runs that no
+    job owns. The same run stored by the other worker (a reservation) is left alone."""
+    current = deps.store.get_job(job.id)
+    provider = deps.providers.get(job.provider)
+    owned = current is not None and current.run_id == run_id
+    # A worker that took the launch over and is still starting it will find this run
+    # among the runtime's runs and adopt it: stopping it would waste the run.
+    owned = owned or (current is not None and current.status is JobStatus.STARTING)
+    if not owned and provider.supports_cancel:
+        with suppress(ProviderError):  # best effort: the job has moved on either way
+            provider.cancel(job.workflow_name, run_id)
+    return LaunchOutcome("skipped", current or job, f"moved by another worker; run {run_id} "
+                         + ("kept" if owned else "stopped"))
+
+
+def _reconcile(job: Job, provider: Provider, deps: Deps) -> LaunchOutcome:
+    """A start that may have been sent to a runtime without idempotent starts."""
+    if not isinstance(provider, RunFinder):
+        return _fail(job, deps, "launch_unknown", _unknown(job, "the runtime cannot list runs"))
+    try:
+        decision = _reconcile_decision(job, provider, deps)
+    except Permanent as error:
+        return _fail(job, deps, error.code, error.message)
+    if isinstance(decision, Adopt):
+        return _started(job, decision.run_id, deps, how="found among the runtime's runs")
+    if isinstance(decision, StartAgain):
+        return _start(job, deps)  # which records the new send time before it sends
+    if isinstance(decision, LookAgain):
+        return _look_again(job, deps, decision.why)
+    return _fail(job, deps, "launch_unknown", _unknown(job, decision.why))
+
+
+def _reconcile_decision(job: Job, finder: RunFinder, deps: Deps) -> Decision:
+    now = deps.clock.now()
+    sent_at = job.launch_sent_at or job.updated_at
+    limits = deps.limits
+    try:
+        listing = finder.recent_runs(job.workflow_name)
+    except Permanent:
+        raise  # a refused key or an unknown workflow: no point in looking again
+    except ProviderError as error:
+        why = f"listing its runs failed: {error.message}"
+        return GiveUp(why) if now - sent_at >= limits.reconcile_window_s else LookAgain(why)
+    others = [j for j in deps.store.list_jobs(status=JobStatus.STARTING.value,
+                                              workflow=job.workflow, limit=2) if j.id != job.id]
+    return decide(listing.runs, complete=listing.complete, inputs=job.inputs,
+                  sent_at=sent_at, now=now,
+                  claimed=lambda run_id: deps.store.run_claimed(job.provider, run_id),
+                  others_in_flight=bool(others), settle_s=limits.reconcile_settle_s,
+                  window_s=limits.reconcile_window_s)
+
+
+def _look_again(job: Job, deps: Deps, why: str) -> LaunchOutcome:
+    """Keep the job starting, its lease ending when it is time to look again."""
+    now = deps.clock.now()
+    delay = deps.policy(job.provider).backoff.delay(job.launch_tries, deps.rng)
+    if not deps.store.update_job(
+            job.id, guard=_held(job),
+            values={"lease_until": now + delay, "launch_tries": job.launch_tries + 1}):
+        return LaunchOutcome("skipped", job, "moved by another worker")
+    deps.scheduler.schedule([Launch(job.id, now + delay)])
+    return LaunchOutcome("reconciling", job, why)
+
+
+def _unknown(job: Job, why: str) -> str:
+    return (f"the start request to '{job.provider}' got no answer and its run could not be "
+            f"identified ({why}); it is not sent again, to avoid a duplicate run. Check the "
+            "provider's runs, then retry the job")

@@ -29,8 +29,9 @@ def poll_job(job_id: str, seq: int, deps: Deps) -> PollOutcome:
     if job is None or job.status is not JobStatus.RUNNING or job.polls != seq:
         return PollOutcome("skipped", job)
     now = deps.clock.now()
-    if job.deadline_at is not None and now >= job.deadline_at:
-        return _time_out(job, deps)
+    # At the deadline the run is asked once more: a run that finished in its last second
+    # keeps its outputs instead of being timed out.
+    past_deadline = job.deadline_at is not None and now >= job.deadline_at
     provider = deps.providers.get(job.provider)
     try:
         status = provider.poll(job.workflow_name, job.run_id or "")
@@ -39,10 +40,14 @@ def poll_job(job_id: str, seq: int, deps: Deps) -> PollOutcome:
                        guard={"polls": seq}, values={"polls": seq + 1})
         return PollOutcome("failed" if moved else "skipped", moved or job)
     except ProviderError as error:
+        if past_deadline:
+            return _time_out(job, deps)
         return _poll_again(job, deps, retry_after=error.retry_after,
                            remote_status=job.remote_status)
     if status.state.finished:
         return _finished(job, status, deps)
+    if past_deadline:
+        return _time_out(job, deps)
     return _poll_again(job, deps, retry_after=None, remote_status=status.raw_status)
 
 

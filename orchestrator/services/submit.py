@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.job import split_workflow
 from orchestrator.domain.records import Job, Launch, NewJob
+from orchestrator.domain.validation import json_problem, text_problem, url_problem
 from orchestrator.ports import AlreadyExists
 from orchestrator.services.deps import Deps
+
+log = logging.getLogger("orchestrator.submit")
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,30 @@ def submit_job(spec: JobSpec, deps: Deps, *, owner: str | None = None) -> Submit
             if earlier is not None:
                 return _replay(earlier, request_hash)
         raise
-    deps.scheduler.schedule([Launch(job.id)])
+    try:
+        deps.scheduler.schedule([Launch(job.id)])
+    except Exception:  # the broker is unreachable: the job is recorded all the same
+        # Answering with an error now would make a client without an idempotency key
+        # submit the job again. The sweep sends the launch once the broker is back.
+        log.warning("job %s accepted; its launch is left to the sweep (broker unreachable)",
+                    job.id, exc_info=True)
     return Submitted(job, created=True)
+
+
+def _spec_problem(spec: JobSpec) -> str | None:
+    texts = [(spec.workflow, "workflow"), (spec.path, "path"),
+             (spec.idempotency_key or "", "idempotency_key")]
+    texts += [(k, "a label name") for k in spec.labels]
+    texts += [(v, f"label '{k}'") for k, v in spec.labels.items()]
+    for value, what in texts:
+        problem = text_problem(value, what)
+        if problem:
+            return problem
+    if spec.callback_url is not None:
+        problem = url_problem(spec.callback_url)
+        if problem:
+            return problem
+    return json_problem(spec.inputs, "inputs")
 
 
 def _hashable(spec: JobSpec) -> dict[str, object]:
@@ -105,6 +131,9 @@ def _check(spec: JobSpec, deps: Deps) -> str:
             "unknown_provider",
             f"workflow '{spec.workflow}' names provider '{provider}', which is not configured "
             f"(configured providers: {names})")
+    problem = _spec_problem(spec)
+    if problem:
+        raise SubmitRejected("invalid_request", problem)
     size = len(canonical_json(spec.inputs))
     if size > deps.limits.max_input_bytes:
         raise SubmitRejected(

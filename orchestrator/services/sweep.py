@@ -39,8 +39,8 @@ def sweep(deps: Deps, *, limit: int = 1000) -> SweepOutcome:
     overdue = deps.store.overdue_deliveries(cutoff, limit)
     actions.extend(Deliver(d.id) for d in overdue)
     # Mark what was handed out as due now, so the next sweep waits a full grace period.
-    deps.store.touch_jobs([job.id for job in jobs], now)
-    deps.store.touch_deliveries([d.id for d in overdue], now)
+    deps.store.touch_jobs([job.id for job in jobs], now, before=cutoff)
+    deps.store.touch_deliveries([d.id for d in overdue], now, before=cutoff)
     deps.scheduler.schedule(actions)
     return SweepOutcome(
         launches=sum(isinstance(a, Launch) for a in actions),

@@ -126,8 +126,13 @@ def test_overdue_and_touch(store: JobStore) -> None:
     store.move(JobChange("job_0002", Event.CANCEL), T0)
     overdue = store.overdue_jobs(T0 + 10, limit=10)
     assert [j.id for j in overdue] == ["job_0000", "job_0001"]  # not the cancelled one
-    store.touch_jobs(["job_0000"], T0 + 20)
+    store.touch_jobs(["job_0000"], T0 + 20, before=T0 + 10)
     assert [j.id for j in store.overdue_jobs(T0 + 10, limit=10)] == ["job_0001"]
+    # A due time pushed later meanwhile (a retry_after) is not pulled back.
+    store.update_job("job_0001", {}, {"next_action_at": T0 + 600})
+    store.touch_jobs(["job_0001"], T0 + 20, before=T0 + 10)
+    job = store.get_job("job_0001")
+    assert job is not None and job.next_action_at == T0 + 600
 
 
 def test_list_filters_and_pages_newest_first(store: JobStore) -> None:

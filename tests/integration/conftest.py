@@ -62,7 +62,7 @@ class Harness:
 
 def start_stack(workdir: Path, **options: Any) -> Stack:
     defaults: dict[str, Any] = {"workers": 1, "concurrency": 2, "sweep_grace_s": 2.0,
-                                "launch_lease_s": 4.0, "poll_initial_s": 0.3,
+                                "poll_initial_s": 0.3,
                                 "poll_max_s": 2.0, "callback_retry_s": (0.5, 1, 2, 5)}
     stack = Stack(StackOptions(workdir=workdir, **{**defaults, **options}))
     stack.__enter__()

@@ -81,3 +81,44 @@ def test_readyz_sees_the_database_and_redis(harness: Harness) -> None:
     ready = httpx.get(f"{harness.stack.api_url}/readyz", timeout=10)
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def _remote_status(harness: Harness, run_id: str) -> str:
+    return next(str(r["status"]) for r in harness.runs() if r["run_id"] == run_id)
+
+
+def test_cancelling_a_running_cordage_job_kills_its_run(harness: Harness) -> None:
+    job = harness.client.submit("sandbox/sleep", {"tag": "cancel-me", "duration_s": 60})
+    harness.wait_until(lambda: harness.client.get(job["id"])["status"] == "running", 30,
+                       "the job to run")
+    response = httpx.post(f"{harness.stack.api_url}/v1/jobs/{job['id']}/cancel",
+                          headers={"Authorization": f"Bearer {harness.token}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "cancelled"
+    assert body["cancellation"]["remote"] == "stopped"
+    assert _remote_status(harness, body["remote"]["run_id"]) == "cancelled"
+    again = httpx.post(f"{harness.stack.api_url}/v1/jobs/{job['id']}/cancel",
+                       headers={"Authorization": f"Bearer {harness.token}"}, timeout=30)
+    assert again.status_code == 409
+
+
+def test_cancelling_a_codewords_job_says_the_run_goes_on(harness: Harness) -> None:
+    job = harness.client.submit("sandbox-codewords/sleep", {"tag": "cw-cancel",
+                                                            "duration_s": 60})
+    harness.wait_until(lambda: harness.client.get(job["id"])["status"] == "running", 30,
+                       "the job to run")
+    body = httpx.post(f"{harness.stack.api_url}/v1/jobs/{job['id']}/cancel",
+                      headers={"Authorization": f"Bearer {harness.token}"}, timeout=30).json()
+    assert body["status"] == "cancelled"
+    assert body["cancellation"]["remote"] == "not_supported"
+    assert "goes on" in body["cancellation"]["message"]
+
+
+def test_a_job_past_its_timeout_is_timed_out_and_its_run_killed(harness: Harness) -> None:
+    job = harness.client.submit("sandbox/sleep", {"tag": "slow", "duration_s": 60},
+                                timeout_s=2)
+    done = harness.client.wait(job["id"], timeout_s=60)
+    assert done["status"] == "timed_out"
+    assert "the remote run was stopped" in done["error"]["message"]
+    assert _remote_status(harness, done["remote"]["run_id"]) == "cancelled"

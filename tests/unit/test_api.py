@@ -155,3 +155,36 @@ def test_health_and_schema(api: TestClient) -> None:
     assert "/v1/jobs" in schema["paths"] and "/v1/jobs/{job_id}" in schema["paths"]
     post = schema["paths"]["/v1/jobs"]["post"]["responses"]
     assert {"201", "401", "409", "413", "422"} <= set(post)
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"workflow": "sandbox/echo", "inputs": {"x": "\ud800"}}, "not valid Unicode"),
+    ({"workflow": "sandbox/echo", "path": "a\x00b"}, "NUL"),
+    ({"workflow": "sandbox/echo", "labels": {"k": "v\x00"}}, "NUL"),
+    ({"workflow": "sandbox/echo", "callback_url": "http://[::1"}, "not a valid URL"),
+    ({"workflow": "sandbox/echo", "callback_url": "http://" + "a" * 64 + ".com/"},
+     "host name"),
+    ({"workflow": "sandbox/echo", "callback_url": "http://x:99999/"}, "not a valid URL"),
+])
+def test_values_that_would_break_later_are_refused_now(api: TestClient, container: Container,
+                                                       body: dict[str, object],
+                                                       says: str) -> None:
+    import json as _json
+
+    raw = _json.dumps(body).encode()  # keeps a lone surrogate as its \\ud800 escape
+    response = api.post("/v1/jobs", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert says in error_of(response)["message"]
+    assert container.store.count_by_status() == {}
+
+
+def test_nan_in_inputs_is_refused(api: TestClient) -> None:
+    response = api.post("/v1/jobs", content=b'{"workflow": "sandbox/echo", "inputs": NaN}',
+                        headers={"content-type": "application/json"})
+    assert response.status_code in (400, 422)
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/job%00x", "/v1/jobs?cursor=a%00",
+                                  "/v1/jobs?workflow=a%00", "/v1/jobs?batch_id=%00"])
+def test_nul_in_ids_and_filters_is_422(api: TestClient, path: str) -> None:
+    assert api.get(path).status_code == 422

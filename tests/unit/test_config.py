@@ -141,3 +141,25 @@ def test_bad_values_name_the_key(tmp_path: Path, env: Path, text: str, key: str,
 def test_bad_toml_says_where(tmp_path: Path, env: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML.*line 1"):
         load_settings(write(tmp_path, "[database\nurl = 1"))
+
+
+def test_secrets_are_stripped_and_control_characters_refused(
+        tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEY_NL", "cordage_abc\n")
+    text = '[providers.c]\ntype = "cordage"\nbase_url = "https://x"\napi_key = "env:KEY_NL"\n'
+    settings = load_settings(write(tmp_path, text))
+    assert settings.providers["c"].api_key.reveal() == "cordage_abc"
+    monkeypatch.setenv("KEY_NL", "cordage\nabc")
+    with pytest.raises(ConfigError, match="control characters") as caught:
+        load_settings(write(tmp_path, text))
+    assert "cordage\nabc" not in str(caught.value)
+
+
+def test_a_signing_secret_must_be_base64_after_its_prefix(tmp_path: Path, env: Path) -> None:
+    with pytest.raises(ConfigError, match="not base64"):
+        load_settings(write(tmp_path, '[callbacks]\nsigning_secret = "whsec_***"'))
+
+
+def test_a_launch_lease_must_outlast_a_provider_request(tmp_path: Path, env: Path) -> None:
+    with pytest.raises(ConfigError, match="jobs.launch_lease_s: must be more than 30 s"):
+        load_settings(write(tmp_path, "[jobs]\nlaunch_lease_s = 10"))

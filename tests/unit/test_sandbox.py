@@ -195,8 +195,9 @@ def test_injected_faults_are_counted_and_spurious_429s_set_a_wait(
     refused = client.post("/codewords/provision-request", headers=CODEWORDS)
     assert (refused.status_code, refused.json()["retry_after"]) == (429, 2)
     client.put("/_sandbox/settings", json={"p_429": 0.0, "p_503": 1.0})
+    clock.t += 0.5  # past the in-flight allowance, still inside the 2 s wait: early
     assert client.post("/codewords/provision-request", headers=CODEWORDS).status_code == 503
-    clock.t += 2.0
+    clock.t += 1.5
     client.put("/_sandbox/settings", json={"p_503": 0.0, "p_malformed": 1.0})
     started = client.post("/codewords/run_async/echo", headers=CODEWORDS).json()
     mangled = client.get(f"/codewords/request/{started['request_id']}", headers=CODEWORDS)
@@ -205,3 +206,14 @@ def test_injected_faults_are_counted_and_spurious_429s_set_a_wait(
     counted = stats(client)
     assert counted["injected"] == {"429": 1, "503": 1, "malformed": 1}
     assert counted["early_by_bucket"] == {"codewords_provision": 1}  # the 503'd one
+
+
+def test_a_request_already_in_flight_when_a_429_went_out_is_not_early(
+    client: TestClient, clock: Clock
+) -> None:
+    client.put("/_sandbox/settings", json={"p_429": 1.0, "spurious_retry_after_s": 2})
+    client.post("/codewords/provision-request", headers=CODEWORDS)
+    client.put("/_sandbox/settings", json={"p_429": 0.0})
+    clock.t += 0.01  # sent before its sender could have read the 429
+    client.post("/codewords/provision-request", headers=CODEWORDS)
+    assert stats(client)["early_requests"] == 0

@@ -7,10 +7,11 @@ import json
 import pytest
 
 from orchestrator.domain.errors import Permanent, RateLimited, Transient
-from orchestrator.domain.job import Event, JobStatus, RemoteState, RunStatus
+from orchestrator.domain.job import Event, JobStatus, LaunchRequest, RemoteState, RunStatus
 from orchestrator.domain.records import JobChange, Launch, Poll
 from orchestrator.ports import SendResult
 from orchestrator.services.callbacks import deliver_callback
+from orchestrator.services.cancel import CancelRefused, cancel_job
 from orchestrator.services.deps import Deps, Limits
 from orchestrator.services.launch import launch_job
 from orchestrator.services.poll import poll_job
@@ -378,3 +379,85 @@ def test_sweep_finds_lost_messages_and_hands_them_out_once_per_grace() -> None:
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.COMPLETED
 
+
+
+# cancel ----------------------------------------------------------------------------------
+
+def test_cancel_kills_a_running_run_where_the_runtime_can() -> None:
+    provider = FakeProvider(polls_to_finish=10)
+    deps = make_deps(provider)
+    job_id = submit(deps, callback_url="https://example.com/hook")
+    launch_job(job_id, deps)
+    outcome = cancel_job(job_id, deps)
+    assert outcome.remote == "stopped" and outcome.job.status is JobStatus.CANCELLED
+    assert provider.cancelled == [outcome.job.run_id]
+    assert [d.event_type for d in deps.store.deliveries_for_job(job_id)] == ["job.cancelled"]
+    with pytest.raises(CancelRefused) as again:
+        cancel_job(job_id, deps)
+    assert again.value.status == 409
+
+
+def test_cancel_where_the_runtime_cannot_stop_runs_says_so() -> None:
+    deps = make_deps(FakeProvider(supports_cancel=False, polls_to_finish=10))
+    job_id = submit(deps)
+    launch_job(job_id, deps)
+    outcome = cancel_job(job_id, deps)
+    assert outcome.remote == "not_supported" and "goes on" in outcome.message
+    assert outcome.job.status is JobStatus.CANCELLED
+
+
+def test_cancel_while_starting_stops_the_run_once_it_appears() -> None:
+    provider = FakeProvider()
+    deps = make_deps(provider)
+    job_id = submit(deps)
+    # The job is cancelled between the claim and the run id being stored.
+    original = provider.start
+
+    def start_then_cancelled(launch: LaunchRequest) -> str:
+        run_id = original(launch)
+        assert cancel_job(job_id, deps).remote == "not_started"
+        return run_id
+
+    provider.start = start_then_cancelled  # type: ignore[method-assign]
+    assert launch_job(job_id, deps).result == "skipped"
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED
+    assert provider.cancelled == list(provider.runs)
+
+
+def test_cancel_of_an_unknown_job_is_404() -> None:
+    with pytest.raises(CancelRefused) as refused:
+        cancel_job("job_nope", make_deps())
+    assert refused.value.status == 404
+
+
+def test_a_run_that_finishes_just_before_its_deadline_keeps_its_outputs() -> None:
+    provider = FakeProvider(polls_to_finish=10**6)
+    deps = make_deps(provider)
+    job_id = submit(deps, timeout_s=20)
+    launch_job(job_id, deps)
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.deadline_at is not None
+    clock_of(deps).t = job.deadline_at  # the poll planned for the deadline...
+    provider.polls_to_finish = 0  # ...finds the run finished
+    assert poll_job(job_id, job.polls, deps).result == "completed"
+
+
+def test_a_job_is_accepted_even_when_the_broker_is_down() -> None:
+    class DownScheduler(RecordingScheduler):
+        def schedule(self, actions: object) -> None:
+            raise ConnectionError("broker unreachable")
+
+    deps = make_deps(scheduler=DownScheduler(), limits=Limits(sweep_grace_s=5))
+    job_id = submit(deps)
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.QUEUED
+    # Once the broker is back, the sweep hands the launch out.
+    deps.scheduler = RecordingScheduler()
+    clock_of(deps).advance(10)
+    assert sweep(deps).launches == 1
+
+
+def test_the_signing_secret_is_not_in_the_dependencies_repr() -> None:
+    deps = make_deps()
+    assert deps.signing_secrets[0] not in repr(deps)

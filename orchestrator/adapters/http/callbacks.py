@@ -21,7 +21,9 @@ class HttpCallbackSender:
         try:
             response = self._client.post(url, content=body, headers=dict(headers),
                                          timeout=self._timeout, follow_redirects=False)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001
+            # Whatever went wrong (a refused connection, or a URL httpx cannot even use) is
+            # one failed attempt, recorded; never a crash that leaves the delivery looping.
             return SendResult(None, time.perf_counter() - started,
                               error=f"{type(exc).__name__}: {exc}"[:500])
         latency = time.perf_counter() - started

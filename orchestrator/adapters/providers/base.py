@@ -9,6 +9,11 @@
     non-2xx response                                    → classify_response(...)
     2xx with a truncated or malformed JSON body         → Transient (parse_json_body)
 
+Every request names its operation (``trigger``, ``read``, ``cancel``, ``file``). A
+``retry_after`` the runtime gives is recorded in the shared ``Embargoes`` for this API key and
+operation, and until it has passed no process sends that kind of request: ``send`` raises
+``RateLimited`` at once instead.
+
 The API key goes into the ``Authorization`` header of each request and nowhere else: it is
 not kept on the (shared) client, and every message is scrubbed of it before it is raised,
 because a runtime may echo what it was sent in an error body.
@@ -16,21 +21,26 @@ because a runtime may echo what it was sent in an error body.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from orchestrator.domain.errors import (
+    NotReady,
     Permanent,
     ProviderError,
+    RateLimited,
     Transient,
     classify_response,
     parse_json_body,
 )
+from orchestrator.ports import Embargoes
 
 # Failing these, the request certainly never reached the runtime: safe to send again.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -51,11 +61,15 @@ class HttpProvider:
     idempotent_start: bool = False
     supports_cancel: bool = False
 
-    def __init__(self, name: str, base_url: str, api_key: str, client: httpx.Client) -> None:
+    def __init__(self, name: str, base_url: str, api_key: str, client: httpx.Client, *,
+                 embargoes: Embargoes | None = None) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._client = client
+        self._embargoes = embargoes
+        # Names the API key in shared state without revealing it.
+        self.key_id = hashlib.sha256(f"{self.base_url}\0{api_key}".encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -72,6 +86,7 @@ class HttpProvider:
         method: str,
         path: str,
         *,
+        operation: str,
         body: object = _NO_BODY,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -81,8 +96,10 @@ class HttpProvider:
         """Send one request and return its decoded JSON body (``None`` when empty).
 
         Raises ``ProviderError``: ``NotReady`` for a status in ``not_ready_statuses``,
-        else whatever ``classify_response`` or the transport failure amounts to.
+        else whatever ``classify_response`` or the transport failure amounts to;
+        ``RateLimited`` without sending anything while ``operation`` is embargoed.
         """
+        self.check_embargo(operation)
         response = self._transmit(method, path, body, params, headers, timeout)
         error = classify_response(
             response.status_code,
@@ -93,11 +110,57 @@ class HttpProvider:
             not_ready_statuses=not_ready_statuses,
         )
         if error is not None:
+            self.note_retry_after(operation, error)
             raise self._redacted(error)
         try:
             return parse_json_body(response.content)
         except Transient as exc:
             raise Transient(f"{self.name}: {method} {path}: {exc.message}") from None
+
+    def check_embargo(self, operation: str) -> None:
+        """Raise ``RateLimited`` if a wait the runtime asked for has not passed yet."""
+        if self._embargoes is None:
+            return
+        until = self._embargoes.until(self.key_id, operation)
+        wait = 0.0 if until is None else until - time.time()
+        if wait > 0:
+            raise RateLimited(
+                f"{self.name}: '{operation}' requests wait {wait:.1f}s more, as the runtime "
+                "asked (not sent)", retry_after=wait)
+
+    def note_retry_after(self, operation: str, error: ProviderError) -> None:
+        """Share a wait the runtime asked for with every process. A run that is not ready
+        yet says nothing about the key, so it embargoes nothing."""
+        if isinstance(error, NotReady):
+            return
+        if self._embargoes is not None and error.retry_after:
+            self._embargoes.impose(self.key_id, operation, time.time() + error.retry_after)
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[httpx.Response]:
+        """``send`` for an answer read as it arrives (a log stream): yields the open 2xx
+        response. Errors map as in ``send``; a transport failure while the caller reads the
+        body becomes ``Transient`` (the request was sent)."""
+        self.check_embargo(operation)
+        request_headers = {"Authorization": self.authorization(self._api_key), **(headers or {})}
+        with self._wire_errors(method, path), self._client.stream(
+                method, self.base_url + path, params=params, headers=request_headers) as response:
+            if not 200 <= response.status_code < 300:
+                response.read()  # the error body says why, and may carry a retry_after
+                error = classify_response(response.status_code, response.headers,
+                                          response.content, time.time(), provider=self.name)
+                if error is not None:
+                    self.note_retry_after(operation, error)
+                    raise self._redacted(error)
+            yield response
 
     def _transmit(
         self,
@@ -116,7 +179,7 @@ class HttpProvider:
             request_headers["Content-Type"] = "application/json"
         request_headers.update(headers or {})
         options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
-        try:
+        with self._wire_errors(method, path):
             return self._client.request(
                 method,
                 self.base_url + path,
@@ -125,6 +188,19 @@ class HttpProvider:
                 headers=request_headers,
                 **options,
             )
+        raise AssertionError("unreachable")  # for type checkers: the block returns or raises
+
+    @contextmanager
+    def _wire_errors(self, method: str, path: str) -> Iterator[None]:
+        """httpx's transport failures as ``ProviderError`` values (see the module doc)."""
+        try:
+            yield
+        except httpx.LocalProtocolError:
+            # The request could not even be formed (a header value with a line break, say).
+            # Its text would quote the offending header, which may be the key: not kept.
+            raise Permanent(f"{self.name}: the request to {self.base_url} could not be "
+                            "formed; check the provider's api_key and base_url for stray "
+                            "characters", code="provider_config") from None
         except httpx.UnsupportedProtocol as exc:
             raise self._redacted(
                 Permanent(f"{self.name}: cannot call {self.base_url!r} ({exc}); check base_url")
@@ -144,9 +220,11 @@ class HttpProvider:
         return self._redacted(error)
 
     def _redacted(self, error: ProviderError) -> ProviderError:
-        if self._api_key and self._api_key in error.message:
-            error.message = error.message.replace(self._api_key, REDACTED)
-            error.args = (error.message,)
+        """Scrub the key, as sent and in its escaped form, from the error's text."""
+        for form in {self._api_key, repr(self._api_key)[1:-1]} - {""}:
+            if form in error.message:
+                error.message = error.message.replace(form, REDACTED)
+                error.args = (error.message,)
         return error
 
     def unexpected(self, what: str) -> Transient:

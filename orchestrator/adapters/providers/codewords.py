@@ -4,20 +4,38 @@ Starts are retry-safe: ``reserve`` provisions a request id first and ``start`` s
 ``X-Provisioned-Request-Id``, so sending the same start again never makes a second run.
 ``poll`` asks ``/result`` with ``timeout=result_wait_s``: 0 answers at once, a few seconds
 turns a poll into a short long-poll that notices completion sooner for one request.
+
+``logs`` follows ``/logs/{id}`` (NDJSON lines, each with ``createdAt``, resumable with
+``?after=``) and ``upload`` stores an input file with ``POST /file`` and a ``PUT`` of the bytes
+to the presigned URL it answers; both make CodeWords a ``LogSource`` and ``FileUploads``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import time
+from collections.abc import Iterator, Mapping
 
 import httpx
 
-from orchestrator.adapters.providers.base import HttpProvider, segment
-from orchestrator.domain.errors import NotReady, error_text
+from orchestrator.adapters.providers.base import NOT_SENT_ERRORS, HttpProvider, segment
+from orchestrator.domain.errors import (
+    NotReady,
+    Permanent,
+    RateLimited,
+    Transient,
+    error_text,
+    retry_after_seconds,
+)
 from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
+from orchestrator.ports import Embargoes, LogLine
 
 # What /result answers while the run is still going.
 NOT_READY = frozenset({408, 504})
+# Where a log line's text may be, in order; the sandbox and the official client use "message".
+MESSAGE_KEYS = ("message", "text", "msg")
+# Named in messages instead of the presigned upload URL, whose query string is a credential.
+UPLOAD_URL = "the upload URL"
 
 
 class CodeWordsProvider(HttpProvider):
@@ -32,8 +50,9 @@ class CodeWordsProvider(HttpProvider):
         client: httpx.Client,
         *,
         result_wait_s: float = 0.0,
+        embargoes: Embargoes | None = None,
     ) -> None:
-        super().__init__(name, base_url, api_key, client)
+        super().__init__(name, base_url, api_key, client, embargoes=embargoes)
         self.result_wait_s = max(0.0, result_wait_s)
         self._poll_timeout = _extended(client.timeout, self.result_wait_s)
 
@@ -41,7 +60,7 @@ class CodeWordsProvider(HttpProvider):
         return api_key  # the raw key, as the official client sends it
 
     def reserve(self, workflow: str) -> str | None:
-        body = self.send("POST", "/provision-request")
+        body = self.send("POST", "/provision-request", operation="trigger")
         return self.field(body, "request_id", "provision-request")
 
     def start(self, launch: LaunchRequest) -> str:
@@ -51,7 +70,7 @@ class CodeWordsProvider(HttpProvider):
         headers = {"X-Correlation-Id": launch.job_id}
         if launch.reservation:
             headers["X-Provisioned-Request-Id"] = launch.reservation
-        body = self.send("POST", path, body=launch.inputs, headers=headers)
+        body = self.send("POST", path, operation="trigger", body=launch.inputs, headers=headers)
         return self.field(body, "request_id", "run_async")
 
     def poll(self, workflow: str, run_id: str) -> RunStatus:
@@ -59,6 +78,7 @@ class CodeWordsProvider(HttpProvider):
             body = self.send(
                 "GET",
                 f"/result/{segment(run_id)}",
+                operation="read",
                 params={"timeout": _seconds(self.result_wait_s)},
                 not_ready_statuses=NOT_READY,
                 timeout=self._poll_timeout,
@@ -69,6 +89,51 @@ class CodeWordsProvider(HttpProvider):
 
     def cancel(self, workflow: str, run_id: str) -> bool:
         return False
+
+    def logs(self, run_id: str, *, after: str | None = None) -> Iterator[LogLine]:
+        """The run's log lines as they are written, past ``after`` (a line's ``at``).
+
+        Ends when the runtime closes the stream (the run has ended) or when nothing arrived
+        for the client's read time-out: a quiet run is not an error, and the caller resumes
+        with ``after`` set to the last line's ``at``. Malformed lines are skipped.
+        """
+        params = {"after": after} if after else None
+        with self.stream("GET", f"/logs/{segment(run_id)}", operation="read", params=params,
+                         headers={"Accept": "text/event-stream"}) as response:
+            try:
+                for raw in response.iter_lines():
+                    line = _log_line(raw)
+                    if line is not None:
+                        yield line
+            except httpx.ReadTimeout:
+                return
+
+    def upload(self, filename: str, content: bytes, content_type: str | None = None) -> str:
+        """Store an input file on the runtime; returns the URL to pass in the inputs.
+
+        ``content_type`` is not sent: a presigned URL accepts the headers it was signed for,
+        which are the ``upload_headers`` the runtime gives, else (as the official client
+        sends) ``application/octet-stream``.
+        """
+        body = self.send("POST", "/file", operation="file", params={"filename": filename})
+        upload_uri = self.field(body, "upload_uri", "file")
+        download_uri = self.field(body, "download_uri", "file")
+        self._put_file(upload_uri, content, _upload_headers(body))
+        return download_uri
+
+    def _put_file(self, url: str, content: bytes, headers: Mapping[str, str]) -> None:
+        # Straight to the storage behind the presigned URL: without our Authorization
+        # header (the client carries none of its own), and without the runtime's embargoes.
+        try:
+            response = self._client.put(url, content=content, headers=dict(headers))
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise Permanent(f"{self.name}: the runtime answered /file with an unusable "
+                            "upload_uri") from None
+        except NOT_SENT_ERRORS as exc:
+            raise self._transport_error("PUT", UPLOAD_URL, exc, sent=False) from None
+        except httpx.TransportError as exc:
+            raise self._transport_error("PUT", UPLOAD_URL, exc, sent=True) from None
+        _raise_for_upload(self.name, response)
 
     def _run_status(self, body: object) -> RunStatus:
         if not isinstance(body, Mapping):
@@ -85,6 +150,48 @@ class CodeWordsProvider(HttpProvider):
         else:
             message = error_text(output, f"the workflow answered HTTP {status}")
         return RunStatus(RemoteState.FAILED, error=message, raw_status=str(status))
+
+
+def _log_line(raw: str) -> LogLine | None:
+    """One NDJSON log line, or None for a blank, malformed or undated one."""
+    text = raw.strip()
+    if text.startswith("data:"):  # tolerate server-sent-event framing of the same objects
+        text = text[5:].strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    at = obj.get("createdAt") if isinstance(obj, dict) else None
+    if not isinstance(at, str) or not at:
+        return None  # without its time a line cannot be resumed after
+    message = next((v for k in MESSAGE_KEYS if isinstance(v := obj.get(k), str)), None)
+    if message is None:
+        message = json.dumps({k: v for k, v in obj.items() if k != "createdAt"})
+    return LogLine(at=at, message=message, fields=obj)
+
+
+def _upload_headers(body: object) -> dict[str, str]:
+    given = body.get("upload_headers") if isinstance(body, Mapping) else None
+    if isinstance(given, Mapping) and given:
+        return {str(k): str(v) for k, v in given.items()}
+    return {"Content-Type": "application/octet-stream"}
+
+
+def _raise_for_upload(provider: str, response: httpx.Response) -> None:
+    """The storage's refusal as a ``ProviderError``. Its body is left out: a storage error
+    can quote the signature it was sent."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    message = f"{provider}: storing the file failed (PUT to {UPLOAD_URL}: HTTP {status})"
+    wait = retry_after_seconds(response.headers, None, time.time())
+    if status == 429:
+        raise RateLimited(message, wait if wait is not None else 1.0)
+    if status >= 500 or status == 408:
+        raise Transient(message, retry_after=wait)
+    raise Permanent(message, code="upload_failed")
 
 
 def _seconds(value: float) -> str:

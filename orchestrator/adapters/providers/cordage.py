@@ -8,13 +8,16 @@ reconcile with ``list_runs``. The kill path is not documented, so it is a settin
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import httpx
 
 from orchestrator.adapters.providers.base import HttpProvider, segment
 from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
+from orchestrator.ports import Embargoes, RemoteRun, RunListing
 
 DEFAULT_KILL_PATH = "/{webhook_key}/runs/{run_id}/kill"
+LIST_LIMIT = 1000
 _STATES = {state.value: state for state in RemoteState}
 
 
@@ -30,8 +33,9 @@ class CordageProvider(HttpProvider):
         client: httpx.Client,
         *,
         kill_path: str = DEFAULT_KILL_PATH,
+        embargoes: Embargoes | None = None,
     ) -> None:
-        super().__init__(name, base_url, api_key, client)
+        super().__init__(name, base_url, api_key, client, embargoes=embargoes)
         try:
             kill_path.format(webhook_key="k", run_id="r")
         except (KeyError, IndexError, ValueError):
@@ -50,27 +54,45 @@ class CordageProvider(HttpProvider):
         body = self.send(
             "POST",
             f"/{segment(launch.workflow)}/trigger",
+            operation="trigger",
             body=launch.inputs,
             headers={"X-Correlation-Id": launch.job_id},
         )
         return self.field(body, "run_id", "trigger")
 
     def poll(self, workflow: str, run_id: str) -> RunStatus:
-        body = self.send("GET", f"/{segment(workflow)}/runs/{segment(run_id)}")
+        body = self.send("GET", f"/{segment(workflow)}/runs/{segment(run_id)}", operation="read")
         return self.run_status(body)
 
     def cancel(self, workflow: str, run_id: str) -> bool:
         path = self.kill_path.format(webhook_key=segment(workflow), run_id=segment(run_id))
-        self.send("POST", path)
+        self.send("POST", path, operation="cancel")
         return True
 
     def list_runs(self, webhook_key: str) -> list[dict[str, object]]:
-        """The webhook's recent runs, newest first (each as ``poll`` sees it raw)."""
-        body = self.send("GET", f"/{segment(webhook_key)}/runs")
+        """The webhook's recent runs, newest first (each as ``poll`` sees it raw).
+
+        As many as the runtime gives in one page: ``limit`` asks for a long one (the
+        parameter is not documented; a runtime that ignores it gives its own page, and
+        reconciling then concludes nothing from a page that does not reach back far enough).
+        """
+        body = self.send("GET", f"/{segment(webhook_key)}/runs", operation="read",
+                         params={"limit": str(LIST_LIMIT)})
         runs = body.get("runs") if isinstance(body, Mapping) else None
         if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
             raise self.unexpected("list runs did not answer {'runs': [...]}")
         return runs
+
+    def recent_runs(self, workflow: str) -> RunListing:
+        """``RunFinder``: the webhook's recent runs, to reconcile a lost trigger answer.
+        A page shorter than the ``limit`` asked for is taken to hold every run (an
+        assumption about an undocumented endpoint, stated in docs/providers.md)."""
+        raw = self.list_runs(workflow)
+        runs = [RemoteRun(run_id=str(run.get("run_id") or ""),
+                          created_at=_epoch(run.get("created_at")),
+                          status=str(run.get("status") or ""), inputs=run.get("inputs"))
+                for run in raw if run.get("run_id")]
+        return RunListing(runs, complete=len(raw) < LIST_LIMIT)
 
     def run_status(self, body: object) -> RunStatus:
         """A run object (from get run or list runs) as a ``RunStatus``."""
@@ -85,3 +107,14 @@ class CordageProvider(HttpProvider):
             message = error[:500] if isinstance(error, str) and error else "the run failed"
             return RunStatus(state, error=message, raw_status=state.value)
         return RunStatus(state, raw_status=state.value)
+
+
+def _epoch(value: object) -> float | None:
+    """An ISO 8601 time such as ``2024-01-15T10:30:00Z`` as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

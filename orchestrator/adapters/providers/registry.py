@@ -9,32 +9,37 @@ import httpx
 from orchestrator.adapters.providers.codewords import CodeWordsProvider
 from orchestrator.adapters.providers.cordage import CordageProvider
 from orchestrator.config import ProviderSettings
-from orchestrator.ports import Provider
+from orchestrator.ports import Embargoes, Provider
 
 # The sandbox serves each protocol under its own path on one server.
 SANDBOX_PATHS = {"cordage": "/cordage", "codewords": "/codewords"}
 
 
-def build_provider(name: str, settings: ProviderSettings, client: httpx.Client) -> Provider:
+def build_provider(name: str, settings: ProviderSettings, client: httpx.Client,
+                   embargoes: Embargoes | None = None) -> Provider:
     base_url = settings.base_url
     if settings.type == "sandbox":
         base_url += SANDBOX_PATHS[settings.protocol]
     key = settings.api_key.reveal()
     if settings.protocol_type == "codewords":
         return CodeWordsProvider(name, base_url, key, client,
-                                 result_wait_s=settings.result_wait_s)
-    return CordageProvider(name, base_url, key, client, kill_path=settings.kill_path)
+                                 result_wait_s=settings.result_wait_s, embargoes=embargoes)
+    return CordageProvider(name, base_url, key, client, kill_path=settings.kill_path,
+                           embargoes=embargoes)
 
 
 class ConfiguredProviders:
-    def __init__(self, settings: Mapping[str, ProviderSettings], client: httpx.Client) -> None:
+    def __init__(self, settings: Mapping[str, ProviderSettings], client: httpx.Client,
+                 embargoes: Embargoes | None = None) -> None:
         self._settings = dict(settings)
         self._client = client
+        self._embargoes = embargoes
         self._built: dict[str, Provider] = {}
 
     def get(self, name: str) -> Provider:
         if name not in self._built:
-            self._built[name] = build_provider(name, self._settings[name], self._client)
+            self._built[name] = build_provider(name, self._settings[name], self._client,
+                                               self._embargoes)
         return self._built[name]
 
     def names(self) -> list[str]:

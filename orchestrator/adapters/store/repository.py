@@ -117,11 +117,13 @@ class SqlStore:
             result = conn.execute(update(jobs).where(*conditions).values(**values))
         return result.rowcount == 1
 
-    def touch_jobs(self, job_ids: Iterable[str], now: float) -> None:
+    def touch_jobs(self, job_ids: Iterable[str], now: float, *, before: float) -> None:
         ids = list(job_ids)
         if ids:
             with self._write() as conn:
-                conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(next_action_at=now))
+                conn.execute(update(jobs).where(jobs.c.id.in_(ids),
+                                                jobs.c.next_action_at < before)
+                             .values(next_action_at=now))
 
     def list_jobs(
         self,
@@ -167,6 +169,11 @@ class SqlStore:
                  .order_by(jobs.c.next_action_at).limit(limit))
         with self._read() as conn:
             return [_job(row) for row in conn.execute(query)]
+
+    def run_claimed(self, provider: str, run_id: str) -> bool:
+        query = select(jobs.c.id).where(jobs.c.provider == provider, jobs.c.run_id == run_id)
+        with self._read() as conn:
+            return conn.execute(query.limit(1)).first() is not None
 
     def job_events(self, job_id: str) -> list[Mapping[str, object]]:
         query = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
@@ -243,11 +250,13 @@ class SqlStore:
         with self._read() as conn:
             return [_delivery(row) for row in conn.execute(query)]
 
-    def touch_deliveries(self, delivery_ids: Iterable[str], now: float) -> None:
+    def touch_deliveries(self, delivery_ids: Iterable[str], now: float, *,
+                         before: float) -> None:
         ids = list(delivery_ids)
         if ids:
             with self._write() as conn:
-                conn.execute(update(deliveries).where(deliveries.c.id.in_(ids))
+                conn.execute(update(deliveries).where(deliveries.c.id.in_(ids),
+                                                      deliveries.c.next_attempt_at < before)
                              .values(next_attempt_at=now))
 
     # tokens -------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ class JobRow(SQLModel, table=True):
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         # The sweep's scan: active jobs by when their next step is due.
         Index("ix_jobs_status_next_action_at", "status", "next_action_at"),
+        # Reconciling a lost launch asks whether a remote run is already ours.
+        Index("ix_jobs_provider_run_id", "provider", "run_id"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -36,6 +38,7 @@ class JobRow(SQLModel, table=True):
     attempt: int = 1
     polls: int = 0
     launch_tries: int = 0
+    launch_sent_at: float | None = None
     batch_id: str | None = Field(default=None, index=True, max_length=40)
     schedule_id: str | None = Field(default=None, max_length=40)
     owner: str | None = Field(default=None, max_length=40)
