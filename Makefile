@@ -22,9 +22,21 @@ demo: setup  ## run the main job on the embedded default (200 sandbox jobs)
 dev: setup  ## the whole stack on a laptop, until Ctrl-C
 	$(BIN)/orchestrator dev
 
-lint: setup  ## ruff and mypy (strict on domain and services)
+lint: setup lint-deploy  ## ruff, mypy (strict on domain and services) and the deploy files
 	$(BIN)/ruff check orchestrator workers tests
 	$(BIN)/mypy orchestrator workers
+
+# No container engine runs here, so the deploy files are checked by tools that parse them:
+# the compose file against the Compose Specification's schema, the manifests against
+# Kubernetes 1.30's schemas (strict: unknown fields fail), and the Procfile's process types.
+PROCFILE_TYPES = beat flower web worker
+.PHONY: lint-deploy
+lint-deploy: setup  ## validate the Procfile, deploy/docker-compose.yml and deploy/k8s
+	@types="$$(sed -nE 's/^([A-Za-z0-9_-]+):.*/\1/p' Procfile | sort | tr '\n' ' ' | sed 's/ $$//')"; \
+	  test "$$types" = "$(PROCFILE_TYPES)" || \
+	  { echo "Procfile: process types are '$$types'; expected exactly '$(PROCFILE_TYPES)'"; exit 1; }
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/docker-compose.yml
+	$(BIN)/kubernetes-validate --strict --kubernetes-version 1.30.0 --quiet deploy/k8s/*.yaml
 
 test: setup lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

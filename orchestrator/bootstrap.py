@@ -19,9 +19,12 @@ from orchestrator.adapters.http.callbacks import HttpCallbackSender
 from orchestrator.adapters.http.client import make_http_client
 from orchestrator.adapters.providers.registry import ConfiguredProviders
 from orchestrator.adapters.redis.embargo import RedisEmbargoes
+from orchestrator.adapters.redis.metrics import RedisMetrics
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.config import Settings
+from orchestrator.logs import register_settings_secrets
+from orchestrator.metrics import MeasuredSender
 from orchestrator.ports import Scheduler
 from orchestrator.services.deps import Deps, Limits, ProviderPolicy
 
@@ -36,6 +39,8 @@ class Container:
         self.settings = settings
         self._scheduler = scheduler
         self.pid = os.getpid()
+        # Whatever this process logs from now on is scrubbed of the settings' secrets.
+        register_settings_secrets(settings)
 
     @cached_property
     def engine(self):  # type: ignore[no-untyped-def]
@@ -59,8 +64,14 @@ class Container:
         return RedisEmbargoes(self.redis)
 
     @cached_property
+    def metrics(self) -> RedisMetrics:
+        """Counters and histograms shared by every process (read back by ``/metrics``)."""
+        return RedisMetrics.from_url(self.settings.redis.url)
+
+    @cached_property
     def providers(self) -> ConfiguredProviders:
-        return ConfiguredProviders(self.settings.providers, self.http, self.embargoes)
+        return ConfiguredProviders(self.settings.providers, self.http, self.embargoes,
+                                   metrics=self.metrics)
 
     @cached_property
     def celery(self):  # type: ignore[no-untyped-def]
@@ -79,7 +90,8 @@ class Container:
             providers=self.providers,
             scheduler=self.scheduler,
             clock=SystemClock(),
-            sender=HttpCallbackSender(self.http, settings.callbacks.timeout_s),
+            sender=MeasuredSender(HttpCallbackSender(self.http, settings.callbacks.timeout_s),
+                                  self.metrics),
             policies={name: ProviderPolicy(p.poll.policy(), p.run_timeout_s)
                       for name, p in settings.providers.items()},
             limits=Limits(
@@ -102,3 +114,5 @@ class Container:
             self.engine.dispose()
         if "redis" in self.__dict__:
             self.redis.close()
+        if "metrics" in self.__dict__:
+            self.metrics.close()

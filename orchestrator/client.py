@@ -108,6 +108,11 @@ class Client:
         result: dict[str, Any] = self._call("POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel")
         return result
 
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """A new attempt of a failed, cancelled or timed-out job; the job, queued again."""
+        result: dict[str, Any] = self._call("POST", f"/v1/jobs/{quote(job_id, safe='')}/retry")
+        return result
+
     def events(self, job_id: str, *,
                last_event_id: str | None = None) -> Iterator[dict[str, Any]]:
         """The job's events (``{"event", "id", "data"}``) as they happen: ``state`` changes,

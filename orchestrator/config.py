@@ -242,6 +242,11 @@ class ArtifactSettings(_Section):
     url: str = "file://./.orchestrator/artifacts"
 
 
+# One provider request may take this long at most (connect, write and read time-outs of
+# the shared client); a launch lease must outlast it.
+PROVIDER_REQUEST_MAX_S = 30.0
+
+
 class JobSettings(_Section):
     """Limits and timings of job handling (not in PRODUCT.md's example; all optional)."""
 
@@ -258,6 +263,15 @@ class JobSettings(_Section):
     reconcile_settle_s: float = Field(10.0, gt=0)
     reconcile_window_s: float = Field(120.0, gt=0)
 
+    @model_validator(mode="after")
+    def _window_outlasts_settling(self) -> JobSettings:
+        settling = self.reconcile_settle_s + PROVIDER_REQUEST_MAX_S
+        if self.reconcile_window_s <= settling:
+            raise ValueError(f"reconcile_window_s must be more than reconcile_settle_s + "
+                             f"{PROVIDER_REQUEST_MAX_S:g} s ({settling:g} s): settling counts "
+                             "from when a start can no longer be on its way")
+        return self
+
     @field_validator("launch_lease_s")
     @classmethod
     def _lease_outlasts_a_request(cls, lease: float) -> float:
@@ -269,9 +283,6 @@ class JobSettings(_Section):
         return lease
 
 
-# One provider request may take this long at most (connect, write and read time-outs of
-# the shared client); a launch lease must outlast it.
-PROVIDER_REQUEST_MAX_S = 30.0
 
 
 class ScheduleSettings(_Section):

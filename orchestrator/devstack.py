@@ -8,6 +8,7 @@ end, whatever happens. The integration tests drive the same stack.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -50,6 +51,8 @@ class StackOptions:
     # Appended to the generated orchestrator.toml (more providers, say).
     extra_config: str = ""
     fresh: bool = False  # wipe the work directory first
+    # Extra environment for the stack's processes (ORCHESTRATOR_LOG_FORMAT=json, say).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def render_config(options: StackOptions, redis_url: str, sandbox_url: str) -> str:
@@ -113,7 +116,10 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"ORCHESTRATOR_CONFIG": str(self.config_path.resolve())}
+        # Plain text logs on a laptop, unless the caller's environment chose a format.
+        log_format = os.environ.get("ORCHESTRATOR_LOG_FORMAT") or "text"
+        return {"ORCHESTRATOR_LOG_FORMAT": log_format, **self.options.env,
+                "ORCHESTRATOR_CONFIG": str(self.config_path.resolve())}
 
     def __enter__(self) -> Stack:
         try:

@@ -385,3 +385,46 @@ def drain(deps: Deps, *, max_steps: int = 10_000) -> list[str]:
         else:
             results.append("deliver:" + deliver_callback(action.delivery_id, deps).result)
     raise AssertionError(f"still busy after {max_steps} steps")
+
+
+# Appended with the metrics port; kept here so the fakes stay in one module.
+from orchestrator.metrics import Histogram, Series, histogram_of, series  # noqa: E402
+
+
+class InMemoryMetrics:
+    """The ``Metrics`` sink and ``MetricsReader`` in memory; ``tests/contract`` holds it to
+    the same behaviour as ``RedisMetrics``."""
+
+    def __init__(self, queue_depths: Mapping[str, int] | None = None) -> None:
+        self._counters: dict[Series, float] = {}
+        self._values: dict[Series, list[float]] = {}
+        self._depths = dict(queue_depths or {})
+        self._lock = threading.Lock()
+
+    def count(self, name: str, labels: Mapping[str, str] | None = None,
+              amount: int = 1) -> None:
+        key = series(name, labels)
+        with self._lock:
+            self._counters[key] = self._counters.get(key, 0.0) + amount
+
+    def observe(self, name: str, labels: Mapping[str, str] | None, seconds: float) -> None:
+        with self._lock:
+            self._values.setdefault(series(name, labels), []).append(seconds)
+
+    def counters(self) -> dict[Series, float]:
+        with self._lock:
+            return dict(self._counters)
+
+    def histograms(self) -> dict[Series, Histogram]:
+        with self._lock:
+            return {key: histogram_of(values) for key, values in self._values.items()}
+
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, int]:
+        return {queue: self._depths.get(queue, 0) for queue in queues}
+
+    def value(self, name: str, **labels: str) -> float:
+        """One counter's value (0 if never counted), for assertions."""
+        return self.counters().get(series(name, labels), 0.0)
+
+    def close(self) -> None:
+        """Nothing to release (``RedisMetrics`` closes its connections)."""

@@ -1,14 +1,19 @@
 """The Celery app, configured from ``orchestrator.toml`` (or ``$ORCHESTRATOR_CONFIG``).
 
 A configuration error stops the process here, at start, with the message that names the key.
+Logging is ours, not Celery's (JSON lines or text, secrets redacted: ``orchestrator.logs``),
+for the worker and beat alike.
 """
 
 from __future__ import annotations
 
 import sys
 
+from celery.signals import setup_logging
+
 from orchestrator.adapters.celery_app import make_celery
 from orchestrator.config import ConfigError, load_settings
+from orchestrator.logs import configure_logging, register_settings_secrets
 
 try:
     settings = load_settings()
@@ -18,3 +23,12 @@ except ConfigError as error:
 
 app = make_celery(settings, name="workers")
 app.conf.include = ["workers.tasks"]
+
+# Registered before the worker forks, so its own records are scrubbed as well as its children's.
+register_settings_secrets(settings)
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: int | str | None = None, **_: object) -> None:
+    """Connected, this replaces Celery's own logging set-up (worker and beat)."""
+    configure_logging(level=loglevel)

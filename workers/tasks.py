@@ -1,4 +1,4 @@
-"""Thin tasks: each loads its arguments, calls one service, and logs the outcome.
+"""Thin tasks: each loads its arguments, calls one service, and logs and counts the outcome.
 
 No business logic lives here. Every task is idempotent (the services guard each write with a
 compare-and-set), so a message delivered twice changes nothing the second time. Database and
@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from orchestrator.adapters.celery_app import DELIVER, LAUNCH, POLL, SWEEP, CeleryScheduler
 from orchestrator.bootstrap import Container
+from orchestrator.metrics import DELIVERIES, LAUNCHES, POLLS, count_outcome
 from orchestrator.services.callbacks import deliver_callback
 from orchestrator.services.launch import launch_job
 from orchestrator.services.poll import poll_job
@@ -54,6 +55,7 @@ def _fresh_container(**_: object) -> None:
 @app.task(name=LAUNCH, **RETRY)
 def launch(job_id: str, run_id: str | None = None) -> str:
     outcome = launch_job(job_id, container().deps, run_id=run_id)
+    count_outcome(container().metrics, LAUNCHES, outcome.job, outcome.result)
     log.info("launch %s: %s %s", job_id, outcome.result, outcome.reason)
     return outcome.result
 
@@ -61,6 +63,7 @@ def launch(job_id: str, run_id: str | None = None) -> str:
 @app.task(name=POLL, **RETRY)
 def poll(job_id: str, seq: int) -> str:
     outcome = poll_job(job_id, seq, container().deps)
+    count_outcome(container().metrics, POLLS, outcome.job, outcome.result)
     log.debug("poll %s #%d: %s", job_id, seq, outcome.result)
     return outcome.result
 
@@ -68,6 +71,7 @@ def poll(job_id: str, seq: int) -> str:
 @app.task(name=DELIVER, **RETRY)
 def deliver(delivery_id: str) -> str:
     outcome = deliver_callback(delivery_id, container().deps)
+    container().metrics.count(DELIVERIES, {"outcome": outcome.result})
     log.info("deliver %s: %s", delivery_id, outcome.result)
     return outcome.result
 

@@ -19,6 +19,7 @@ request's event loop. Trouble fetching logs becomes ``event: warning``; state ch
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import re
@@ -34,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.deps import ContainerDep, TokenDep
 from orchestrator.api.errors import ERROR_RESPONSES, ApiError
+from orchestrator.api.jobs import JobId
 from orchestrator.bootstrap import Container
 from orchestrator.domain.errors import Permanent, ProviderError
 from orchestrator.domain.records import Job
@@ -50,6 +52,11 @@ DRAIN_S = 10.0  # how long after the job ends its run's remaining log lines may 
 RECONNECT_S = 1.0  # first wait before the log stream is opened again
 MAX_RECONNECT_S = 15.0
 MAX_LOG_FAILURES = 5  # consecutive failures after which the logs are given up on
+QUEUE_ITEMS = 1000  # lines a stream may hold for a slow reader before its pump waits
+# Log pumps open at once in this process: each holds a thread and a connection of the shared
+# HTTP client, whose pool the workers' other requests (a kill, an upload) need too.
+MAX_PUMPS = 32
+PUMP_SLOTS = threading.BoundedSemaphore(MAX_PUMPS)
 _LAST_EVENT_ID = re.compile(r"^s(\d{1,18})(?:,l(.+))?$|^l(.+)$")
 
 
@@ -83,7 +90,7 @@ class EventStreamResponse(StreamingResponse):
     responses={200: {"description": "`state`, `log`, `warning` and a final `end` event"}},
 )
 def job_events(
-    job_id: str,
+    job_id: JobId,
     _: TokenDep,
     container: ContainerDep,
     last_event_id: Annotated[str | None, Header(max_length=400)] = None,
@@ -126,7 +133,7 @@ def log_event(line: LogLine) -> str:
 class PumpItem:
     """What a pump hands the stream: a log line, a warning, or that it has stopped."""
 
-    pump: LogPump
+    pump: LogPump | None  # None for a warning from the stream itself
     line: LogLine | None = None
     warning: str | None = None
     done: bool = False
@@ -157,13 +164,13 @@ class LogPump:
         self._job_ended.set()
         self._wake.set()
 
-    def _running(self) -> bool:
+    def running(self) -> bool:
         return not self._stop.is_set() and time.monotonic() < self._deadline
 
     def _run(self) -> None:
         wait, failures = RECONNECT_S, 0
         try:
-            while self._running():
+            while self.running():
                 final = self._job_ended.is_set()  # the run is over: what is left, then stop
                 began = time.monotonic()
                 try:
@@ -196,7 +203,7 @@ class LogPump:
         lines = self._source.logs(self.run_id, after=self.cursor)
         try:
             for line in lines:
-                if not self._running():
+                if not self.running():
                     break
                 self.cursor = line.at
                 got = True
@@ -225,10 +232,14 @@ class EventStream:
         self.container, self.job_id, self.cursor = container, job_id, cursor
         self.pump: LogPump | None = None
         self.pump_done = False
+        self.last_line: LogLine | None = None
+        self.holds_slot = False
 
     async def run(self) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[PumpItem] = asyncio.Queue()
+        # Bounded: a client that reads slowly holds the pump back instead of letting the
+        # lines pile up in memory.
+        queue: asyncio.Queue[PumpItem] = asyncio.Queue(maxsize=QUEUE_ITEMS)
         deadline = loop.time() + MAX_STREAM_S
         deliver = _deliverer(loop, queue)
         next_poll = last_sent = loop.time()
@@ -257,6 +268,8 @@ class EventStream:
         finally:
             if self.pump is not None:
                 self.pump.stop()
+            if self.holds_slot:
+                PUMP_SLOTS.release()
 
     def _read(self) -> tuple[Job | None, list[Mapping[str, object]]]:
         store = self.container.store
@@ -277,6 +290,12 @@ class EventStream:
         new = None
         if job.run_id and (self.pump is None or self.pump.run_id != job.run_id):
             source = self._log_source(job.provider)
+            if source is not None and not self.holds_slot:
+                self.holds_slot = PUMP_SLOTS.acquire(blocking=False)
+                if not self.holds_slot:
+                    deliver(PumpItem(None, warning="too many log streams are open on this "
+                                                   "server; state changes only"))
+                    source = None
             if source is not None:
                 if self.pump is not None:
                     self.pump.stop()
@@ -304,13 +323,19 @@ class EventStream:
     def _pump_events(self, items: list[PumpItem]) -> list[str]:
         out = []
         for item in items:
+            if item.pump is None and item.warning is not None:  # from the stream itself
+                out.append(sse("warning", {"message": item.warning}))
+                continue
             if item.pump is not self.pump:
                 continue  # a pump replaced after a relaunch
             if item.done:
                 self.pump_done = True
             elif item.warning is not None:
                 out.append(sse("warning", {"message": item.warning}))
-            elif item.line is not None and item.line.at != self.cursor.log_at:
+            elif item.line is not None and item.line != self.last_line:
+                # Only an exact repeat of the last line is dropped (a reconnect may send
+                # it again); other lines may share its timestamp.
+                self.last_line = item.line
                 self.cursor.log_at = item.line.at
                 out.append(log_event(item.line))
         return out
@@ -319,11 +344,22 @@ class EventStream:
 def _deliverer(loop: asyncio.AbstractEventLoop,
                queue: asyncio.Queue[PumpItem]) -> Callable[[PumpItem], bool]:
     def deliver(item: PumpItem) -> bool:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the loop has closed: nobody is listening any more
-            return False
-        return True
+        """Hand an item over, waiting while the queue is full; False once nobody listens."""
+        while True:
+            try:
+                future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+            except RuntimeError:  # the loop has closed: nobody is listening any more
+                return False
+            try:
+                future.result(timeout=1.0)
+                return True
+            except concurrent.futures.CancelledError:  # the stream is shutting down
+                return False
+            except concurrent.futures.TimeoutError:
+                if not future.cancel():
+                    return True  # it went in just as the wait ran out
+                if item.pump is not None and not item.pump.running():
+                    return False
 
     return deliver
 

@@ -11,6 +11,7 @@ from orchestrator.api.errors import ERROR_RESPONSES, ApiError
 from orchestrator.api.schemas import CancelOut, JobIn, JobOut, JobPage, JobStatusName
 from orchestrator.domain.resource import job_resource
 from orchestrator.services.cancel import CancelRefused, cancel_job
+from orchestrator.services.retry import RetryRefused, retry_job
 from orchestrator.services.submit import JobSpec, SubmitRejected, submit_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -90,3 +91,14 @@ def cancel(job_id: JobId, _: TokenDep, container: ContainerDep) -> dict[str, Any
         raise ApiError(refused.status, refused.code, refused.message) from None
     return {**job_resource(outcome.job),
             "cancellation": {"remote": outcome.remote, "message": outcome.message}}
+
+
+@router.post("/{job_id}/retry", response_model=JobOut)
+def retry(job_id: JobId, _: TokenDep, container: ContainerDep) -> dict[str, Any]:
+    """Start a new attempt of a failed, cancelled or timed-out job; the history of every
+    attempt is kept. A job that is still active or completed is a 409."""
+    try:
+        job = retry_job(job_id, container.deps)
+    except RetryRefused as refused:
+        raise ApiError(refused.status, refused.code, refused.message) from None
+    return job_resource(job)

@@ -199,6 +199,33 @@ def cancel(job_id: str, json_: JsonFlag = False) -> None:
                   soft_wrap=True)
 
 
+@jobs_app.command("retry")
+def retry(
+    job_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the new attempt ends")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Start a new attempt of a failed, cancelled or timed-out job (its history is kept).
+
+    With --wait the exit code is 0 if the new attempt completed, 1 otherwise.
+
+    Example: orchestrator jobs retry job_01jf… --wait
+    """
+    client = client_or_exit()
+    job = call(client.retry, job_id)
+    if wait:
+        with err.status(f"job {job['id']}, attempt {job['attempt']}, is {job['status']}…"):
+            job = call(client.wait, job["id"])
+    if json_:
+        print_json(job)
+    else:
+        style = STATUS_STYLE.get(job["status"], "")
+        out.print(f"{job['id']} attempt {job['attempt']} [{style}]{job['status']}[/]",
+                  highlight=False, soft_wrap=True)
+    if wait and job["status"] != "completed":
+        raise typer.Exit(1)
+
+
 def _show(job: dict[str, Any]) -> None:
     table = Table.grid(padding=(0, 2))
     style = STATUS_STYLE.get(job["status"], "")

@@ -24,10 +24,17 @@ def api(
     import uvicorn
 
     from orchestrator.api.app import create_app
+    from orchestrator.logs import configure_logging
 
     settings = settings_or_exit()
+    try:
+        configure_logging()
+    except ValueError as exc:
+        fail(str(exc))
+    # log_config=None: uvicorn's records go through our handler (JSON or text, redacted by
+    # the secrets the app's Container registers) instead of handlers of its own.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                access_log=False)
+                access_log=False, log_config=None)
 
 
 def migrate() -> None:

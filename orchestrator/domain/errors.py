@@ -24,6 +24,10 @@ from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+# The longest wait any runtime may impose. A longer hint (a bug on its side, or a
+# hostile one) would park work and embargo a key for years; an hour is plenty to honour.
+MAX_RETRY_AFTER_S = 3600.0
+
 
 class ProviderError(Exception):
     """A remote runtime did not give us what we asked for.
@@ -35,7 +39,8 @@ class ProviderError(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.retry_after = None if retry_after is None else max(0.0, retry_after)
+        self.retry_after = (None if retry_after is None
+                            else min(max(0.0, retry_after), MAX_RETRY_AFTER_S))
 
 
 class RateLimited(ProviderError):
@@ -99,7 +104,7 @@ def retry_after_seconds(
         hint = _as_seconds(lowered.get("x-ratelimit-reset"))
         if hint is not None:
             hints.append(hint)
-    return max(hints) if hints else None
+    return min(max(hints), MAX_RETRY_AFTER_S) if hints else None
 
 
 def _as_seconds(value: object) -> float | None:

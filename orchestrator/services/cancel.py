@@ -51,8 +51,14 @@ def cancel_job(job_id: str, deps: Deps) -> Cancelled:
 
 
 def _stop_remote(job: Job, deps: Deps) -> tuple[Remote, str]:
+    if job.status is JobStatus.QUEUED:
+        return "not_started", "cancelled before its remote run was started"
     if job.status is not JobStatus.RUNNING or not job.run_id:
-        return "not_started", "cancelled before its remote run started"
+        # Mid-launch: a start request may have reached the runtime. A run found to exist
+        # later is stopped by the launch where the runtime can (launch._orphaned); one
+        # whose answer was lost may not be found.
+        return ("not_started", "cancelled while its start was in progress: if the start "
+                "reached the provider, a run may exist there and go on")
     provider = deps.providers.get(job.provider)
     if not provider.supports_cancel:
         return ("not_supported", f"provider '{job.provider}' has no way to stop a run: the "

@@ -28,6 +28,8 @@ class Limits:
     # window_s of looking, the job fails rather than risk a duplicate.
     reconcile_settle_s: float = 10.0
     reconcile_window_s: float = 120.0
+    # The longest one provider request may take (the shared client's time-outs).
+    request_max_s: float = 30.0
     sweep_grace_s: float = 30.0
     # Delays before each retry of a callback; its length + 1 is the number of attempts.
     callback_retry_s: Sequence[float] = (5, 300, 1800, 7200, 18000, 36000, 36000)

@@ -26,6 +26,7 @@ from orchestrator.ports import Provider, RunFinder
 from orchestrator.services.deps import Deps
 from orchestrator.services.finish import finish
 from orchestrator.services.reconcile import Adopt, Decision, GiveUp, LookAgain, StartAgain, decide
+from orchestrator.services.submit import canonical_json
 
 # Messages that arrive this much before their job's due time are early duplicates.
 EARLY_TOLERANCE_S = 1.0
@@ -198,9 +199,12 @@ def _orphaned(job: Job, run_id: str, deps: Deps) -> LaunchOutcome:
     current = deps.store.get_job(job.id)
     provider = deps.providers.get(job.provider)
     owned = current is not None and current.run_id == run_id
-    # A worker that took the launch over and is still starting it will find this run
-    # among the runtime's runs and adopt it: stopping it would waste the run.
-    owned = owned or (current is not None and current.status is JobStatus.STARTING)
+    # A worker that took the launch over and has not sent a start of its own will find
+    # this run among the runtime's runs and adopt it: stopping it would waste the run.
+    # One that has sent its own start would make this one a duplicate: stop it.
+    adoptable = (current is not None and current.status is JobStatus.STARTING
+                 and (current.launch_sent_at or 0) <= (job.launch_sent_at or 0))
+    owned = owned or adoptable or deps.store.run_claimed(job.provider, run_id)
     if not owned and provider.supports_cancel:
         with suppress(ProviderError):  # best effort: the job has moved on either way
             provider.cancel(job.workflow_name, run_id)
@@ -217,6 +221,8 @@ def _reconcile(job: Job, provider: Provider, deps: Deps) -> LaunchOutcome:
     except Permanent as error:
         return _fail(job, deps, error.code, error.message)
     if isinstance(decision, Adopt):
+        if deps.store.run_claimed(job.provider, decision.run_id):  # taken meanwhile
+            return _look_again(job, deps, "the run found was just taken by another job")
         return _started(job, decision.run_id, deps, how="found among the runtime's runs")
     if isinstance(decision, StartAgain):
         return _start(job, deps)  # which records the new send time before it sends
@@ -237,11 +243,16 @@ def _reconcile_decision(job: Job, finder: RunFinder, deps: Deps) -> Decision:
         why = f"listing its runs failed: {error.message}"
         return GiveUp(why) if now - sent_at >= limits.reconcile_window_s else LookAgain(why)
     others = [j for j in deps.store.list_jobs(status=JobStatus.STARTING.value,
-                                              workflow=job.workflow, limit=2) if j.id != job.id]
+                                              workflow=job.workflow, limit=200)
+              if j.id != job.id]
+    twins = any(canonical_json(o.inputs) == canonical_json(job.inputs) for o in others)
     return decide(listing.runs, complete=listing.complete, inputs=job.inputs,
                   sent_at=sent_at, now=now,
                   claimed=lambda run_id: deps.store.run_claimed(job.provider, run_id),
-                  others_in_flight=bool(others), settle_s=limits.reconcile_settle_s,
+                  others_in_flight=bool(others), twins_in_flight=twins,
+                  # A start answered by a time-out may still be processed: settling
+                  # counts from when it can no longer be on its way.
+                  settle_s=limits.reconcile_settle_s + limits.request_max_s,
                   window_s=limits.reconcile_window_s)
 
 

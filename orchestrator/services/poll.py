@@ -56,9 +56,11 @@ def _poll_again(
 ) -> PollOutcome:
     now = deps.clock.now()
     delay = deps.policy(job.provider).backoff.delay(job.polls + 1, deps.rng, retry_after)
+    # Never past the deadline, even for a retry_after: at the deadline the poll's request
+    # is held back by the embargo if the wait still runs, and the job times out.
     due = now + delay
-    if job.deadline_at is not None and retry_after is None:
-        due = min(due, job.deadline_at)
+    if job.deadline_at is not None:
+        due = min(due, max(job.deadline_at, now))
     advanced = deps.store.update_job(
         job.id, guard={"status": JobStatus.RUNNING.value, "polls": job.polls},
         values={"polls": job.polls + 1, "next_action_at": due, "remote_status": remote_status,

@@ -63,9 +63,13 @@ def decide(
     now: float,
     claimed: Callable[[str], bool],
     others_in_flight: bool,
+    twins_in_flight: bool = False,
     settle_s: float,
     window_s: float,
 ) -> Decision:
+    """``others_in_flight``: another job of ours on this workflow is mid-launch;
+    ``twins_in_flight``: one with the same inputs is. ``settle_s`` counts from the send
+    and must cover the longest a start request can take, plus the runtime's lag."""
     recent = [r for r in runs
               if (r.created_at is None or r.created_at >= sent_at - CLOCK_SKEW_S)
               and not claimed(r.run_id)]
@@ -75,16 +79,21 @@ def decide(
     late = now - sent_at >= window_s
     reaches_back = complete or any(
         r.created_at is not None and r.created_at < sent_at - CLOCK_SKEW_S for r in runs)
-    if len(candidates) == 1 and (listed_inputs or not others_in_flight):
+    # A run another launch of ours may be about to store is not ours to take.
+    rivals = twins_in_flight if listed_inputs else others_in_flight
+    if len(candidates) == 1 and not rivals:
         return Adopt(candidates[0].run_id)
-    if not candidates and settled and reaches_back:
+    # Start again only when no unowned run at all appeared since the send: inputs as the
+    # runtime lists them may differ in form from ours (1 and 1.0), and a miss must not
+    # become a second run.
+    if not recent and settled and reaches_back:
         return StartAgain()
-    if candidates:
-        why = f"{len(candidates)} unowned runs since the start was sent"
+    if candidates or recent:
+        why = f"{len(candidates or recent)} unowned runs since the start was sent"
     elif settled:
         why = "the runtime's list of runs does not reach back to when the start was sent"
     else:
         why = "no run listed yet"
-    if others_in_flight and not listed_inputs:
+    if rivals:
         why += ", and other jobs of this workflow are starting too"
     return GiveUp(why) if late else LookAgain(why)

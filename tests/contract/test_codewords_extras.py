@@ -202,3 +202,17 @@ def test_upload_headers_from_the_runtime_are_sent_as_given() -> None:
     assert scripted(handler).upload("a.txt", b"hi") == "https://s3.example/d"
     assert puts[0].headers["content-type"] == "text/plain"
     assert puts[0].headers["x-amz-acl"] == "private"
+
+
+def test_upload_headers_that_cannot_be_sent_are_a_clear_permanent_error() -> None:
+    def runtime(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/file":
+            return httpx.Response(200, json={"upload_uri": "http://storage.invalid/u",
+                                             "download_uri": "http://storage.invalid/d",
+                                             "upload_headers": {"x-meta": "résumé.pdf"}})
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(runtime))
+    provider = CodeWordsProvider("cw", "http://runtime.invalid", "cwk-secret", client)
+    with pytest.raises(Permanent, match="unusable upload_uri or upload_headers"):
+        provider.upload("a.pdf", b"x")

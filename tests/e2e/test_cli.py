@@ -71,7 +71,7 @@ def test_client_commands_explain_an_unreachable_api(tmp_path: Path) -> None:
 def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
     for command in (["dev"], ["demo"], ["api"], ["migrate"], ["sandbox"], ["submit"],
                     ["tokens", "create"], ["jobs", "list"], ["jobs", "show"], ["jobs", "logs"],
-                    ["jobs", "cancel"]):
+                    ["jobs", "cancel"], ["jobs", "retry"]):
         done = run(*command, "--help", cwd=tmp_path)
         assert done.returncode == 0, command
         assert "Example" in done.stdout, command

@@ -122,3 +122,22 @@ def test_a_job_past_its_timeout_is_timed_out_and_its_run_killed(harness: Harness
     assert done["status"] == "timed_out"
     assert "the remote run was stopped" in done["error"]["message"]
     assert _remote_status(harness, done["remote"]["run_id"]) == "cancelled"
+
+
+def test_the_cli_retries_a_failed_job_as_a_second_attempt(harness: Harness) -> None:
+    job = harness.client.submit("sandbox/fail", {"tag": "retry-me"})
+    assert harness.client.wait(job["id"], timeout_s=60)["status"] == "failed"
+    env = {**os.environ, "ORCHESTRATOR_URL": harness.stack.api_url,
+           "ORCHESTRATOR_TOKEN": harness.token}
+    retried = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "jobs", "retry", job["id"], "--wait", "--json"],
+        env=env, capture_output=True, text=True, timeout=90)
+    assert retried.returncode == 1  # the workflow fails again, and --wait says so
+    again = json.loads(retried.stdout)
+    assert again["attempt"] == 2 and again["status"] == "failed"
+    attempts = {e["attempt"] for e in harness.store.job_events(job["id"])}
+    assert attempts == {1, 2}
+    refused = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "jobs", "retry", "job_nope"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "HTTP 404" in refused.stderr

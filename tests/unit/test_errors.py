@@ -287,3 +287,9 @@ def test_an_http_date_is_gmt_whatever_the_local_zone() -> None:
 def test_a_503_keeps_its_retry_after() -> None:
     error = classify_response(503, {"Retry-After": "7"}, b"", NOW, provider="p")
     assert isinstance(error, Transient) and error.retry_after == 7.0
+
+
+def test_an_absurd_retry_after_is_capped_at_an_hour() -> None:
+    for body in (b'{"retry_after": 1e306}', b'{"retry_after": 1000000000}'):
+        error = classify_response(429, {}, body, NOW, provider="p")
+        assert isinstance(error, RateLimited) and error.retry_after == 3600.0

@@ -20,45 +20,56 @@ def run(run_id: str, created: float | None = SENT + 1, inputs: object = MINE) ->
     return RemoteRun(run_id, created, "running", inputs)
 
 
-@pytest.mark.parametrize(("runs", "now", "others", "claimed", "expected"), [
-    # a listing that holds every run: no run of ours in it means none was made
-    ([run("new", created=SENT + 5, inputs={"n": 9})], SENT + 11, False, set(), "complete"),
+OLD = run("old", created=SENT - 60, inputs={"n": 9})  # shows the page reaches back
+NEW_OTHER = run("new", created=SENT + 5, inputs={"n": 9})
+UNOWNED = "1 unowned runs since the start was sent"
+
+
+@pytest.mark.parametrize(("runs", "complete", "now", "flight", "claimed", "expected"), [
     # our inputs, unowned, after we sent: ours
-    ([run("r1")], SENT + 1, False, set(), Adopt("r1")),
-    ([run("r1"), run("r0", inputs={"n": 2})], SENT + 1, True, set(), Adopt("r1")),
+    ([run("r1")], False, SENT + 1, "", set(), Adopt("r1")),
+    ([run("r1"), run("r0", inputs={"n": 2})], False, SENT + 1, "others", set(), Adopt("r1")),
+    # ...unless another launch of ours with the same inputs may be about to store it
+    ([run("r1")], False, SENT + 1, "twins", set(),
+     LookAgain(UNOWNED + ", and other jobs of this workflow are starting too")),
     # a run already owned by another job is never adopted
-    ([run("r1"), run("old", created=SENT - 60, inputs={"n": 9})], SENT + 20, False, {"r1"},
-     StartAgain()),
+    ([run("r1"), OLD], False, SENT + 20, "", {"r1"}, StartAgain()),
     # a run from before we sent is someone else's
-    ([run("r1", created=SENT - 60)], SENT + 20, False, set(), StartAgain()),
+    ([run("r1", created=SENT - 60)], False, SENT + 20, "", set(), StartAgain()),
     # nothing listed yet: look again until it settles, then start again
-    ([], SENT + 1, False, set(), LookAgain("no run listed yet")),
-    ([run("old", created=SENT - 60, inputs={"n": 9})], SENT + 11, False, set(), StartAgain()),
-    # a page of newer runs only: ours may have been pushed off it, so nothing is concluded
-    ([run("new", created=SENT + 5, inputs={"n": 9})], SENT + 11, False, set(), LookAgain(
-        "the runtime's list of runs does not reach back to when the start was sent")),
-    ([run("new", created=SENT + 5, inputs={"n": 9})], SENT + 200, False, set(), GiveUp(
-        "the runtime's list of runs does not reach back to when the start was sent")),
+    ([], False, SENT + 1, "", set(), LookAgain("no run listed yet")),
+    ([], True, SENT + 11, "", set(), StartAgain()),
+    ([OLD], False, SENT + 11, "", set(), StartAgain()),
+    # an unowned run since the send whose listed inputs differ in form from ours (1.0 for
+    # 1) may be ours: never start again over it; give up in the end
+    ([run("x", inputs={"n": 1.0}), OLD], False, SENT + 11, "", set(), LookAgain(UNOWNED)),
+    ([NEW_OTHER], True, SENT + 200, "", set(), GiveUp(UNOWNED)),
     # two runs with our inputs: cannot tell which, so keep looking, then give up
-    ([run("r1"), run("r2")], SENT + 1, False, set(),
+    ([run("r1"), run("r2")], False, SENT + 1, "", set(),
      LookAgain("2 unowned runs since the start was sent")),
-    ([run("r1"), run("r2")], SENT + 200, False, set(),
+    ([run("r1"), run("r2")], False, SENT + 200, "", set(),
      GiveUp("2 unowned runs since the start was sent")),
     # a runtime that lists no inputs: the one new run is ours only if no other job of ours
     # on that workflow is mid-launch
-    ([run("r1", inputs=None)], SENT + 1, False, set(), Adopt("r1")),
-    ([run("r1", inputs=None)], SENT + 1, True, set(), LookAgain(
-        "1 unowned runs since the start was sent, and other jobs of this workflow are "
-        "starting too")),
+    ([run("r1", inputs=None)], False, SENT + 1, "", set(), Adopt("r1")),
+    ([run("r1", inputs=None)], False, SENT + 1, "others", set(),
+     LookAgain(UNOWNED + ", and other jobs of this workflow are starting too")),
 ])
-def test_decisions(runs: list[RemoteRun], now: float, others: bool, claimed: set[str],
-                   expected: object) -> None:
-    # The cases are for a listing that is one page of a longer history, unless marked.
-    complete = expected == "complete"
+def test_decisions(runs: list[RemoteRun], complete: bool, now: float, flight: str,
+                   claimed: set[str], expected: object) -> None:
     decision = decide(runs, complete=complete, inputs=MINE, sent_at=SENT, now=now,
-                      claimed=claimed.__contains__, others_in_flight=others, settle_s=10,
-                      window_s=120)
-    assert decision == (StartAgain() if complete else expected)
+                      claimed=claimed.__contains__, others_in_flight=bool(flight),
+                      twins_in_flight=flight == "twins", settle_s=10, window_s=120)
+    assert decision == expected
+
+
+def test_a_page_of_only_newer_runs_concludes_nothing() -> None:
+    runs = [run("a", created=SENT + 5), run("b", created=SENT + 6)]
+    decision = decide(runs, complete=False, inputs={"other": 1}, sent_at=SENT,
+                      now=SENT + 11, claimed={"a", "b"}.__contains__, others_in_flight=False,
+                      settle_s=10, window_s=120)
+    assert decision == LookAgain(
+        "the runtime's list of runs does not reach back to when the start was sent")
 
 
 def listing_deps(**kw: object) -> tuple[ListingProvider, object]:

@@ -461,3 +461,14 @@ def test_a_job_is_accepted_even_when_the_broker_is_down() -> None:
 def test_the_signing_secret_is_not_in_the_dependencies_repr() -> None:
     deps = make_deps()
     assert deps.signing_secrets[0] not in repr(deps)
+
+
+def test_a_retry_after_never_carries_a_poll_past_the_deadline() -> None:
+    provider = FakeProvider(polls_to_finish=10**6)
+    provider.errors["poll"] = [RateLimited("429", retry_after=3600)]
+    deps = make_deps(provider)
+    job_id = submit(deps, timeout_s=60)
+    assert drain(deps)[-1] == "poll:timed_out"
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.started_at is not None and job.finished_at is not None
+    assert job.finished_at - job.started_at == pytest.approx(60, abs=0.01)

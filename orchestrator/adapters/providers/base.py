@@ -14,6 +14,9 @@ Every request names its operation (``trigger``, ``read``, ``cancel``, ``file``).
 operation, and until it has passed no process sends that kind of request: ``send`` raises
 ``RateLimited`` at once instead.
 
+With a ``metrics`` sink, every request held back by an embargo, every 429 and the duration
+of every ``read`` (poll) request is recorded under the provider's name.
+
 The API key goes into the ``Authorization`` header of each request and nowhere else: it is
 not kept on the (shared) client, and every message is scrubbed of it before it is raised,
 because a runtime may echo what it was sent in an error body.
@@ -40,12 +43,21 @@ from orchestrator.domain.errors import (
     classify_response,
     parse_json_body,
 )
+from orchestrator.metrics import (
+    POLL_LATENCY,
+    RATE_LIMIT_WAITS,
+    RESPONSES_429,
+    Metrics,
+    NullMetrics,
+)
 from orchestrator.ports import Embargoes
 
 # Failing these, the request certainly never reached the runtime: safe to send again.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _NO_BODY = object()
 REDACTED = "[redacted]"
+# The operation whose request durations are the poll latency histogram.
+POLL_OPERATION = "read"
 
 
 def segment(value: str) -> str:
@@ -62,12 +74,13 @@ class HttpProvider:
     supports_cancel: bool = False
 
     def __init__(self, name: str, base_url: str, api_key: str, client: httpx.Client, *,
-                 embargoes: Embargoes | None = None) -> None:
+                 embargoes: Embargoes | None = None, metrics: Metrics | None = None) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._client = client
         self._embargoes = embargoes
+        self._metrics: Metrics = metrics or NullMetrics()
         # Names the API key in shared state without revealing it.
         self.key_id = hashlib.sha256(f"{self.base_url}\0{api_key}".encode()).hexdigest()[:16]
 
@@ -100,7 +113,14 @@ class HttpProvider:
         ``RateLimited`` without sending anything while ``operation`` is embargoed.
         """
         self.check_embargo(operation)
-        response = self._transmit(method, path, body, params, headers, timeout)
+        started = time.perf_counter()
+        try:
+            response = self._transmit(method, path, body, params, headers, timeout)
+        finally:
+            if operation == POLL_OPERATION:
+                self._metrics.observe(POLL_LATENCY, {"provider": self.name},
+                                      time.perf_counter() - started)
+        self._count_429(operation, response.status_code)
         error = classify_response(
             response.status_code,
             response.headers,
@@ -124,6 +144,7 @@ class HttpProvider:
         until = self._embargoes.until(self.key_id, operation)
         wait = 0.0 if until is None else until - time.time()
         if wait > 0:
+            self._metrics.count(RATE_LIMIT_WAITS, {"provider": self.name, "operation": operation})
             raise RateLimited(
                 f"{self.name}: '{operation}' requests wait {wait:.1f}s more, as the runtime "
                 "asked (not sent)", retry_after=wait)
@@ -135,6 +156,10 @@ class HttpProvider:
             return
         if self._embargoes is not None and error.retry_after:
             self._embargoes.impose(self.key_id, operation, time.time() + error.retry_after)
+
+    def _count_429(self, operation: str, status_code: int) -> None:
+        if status_code == 429:
+            self._metrics.count(RESPONSES_429, {"provider": self.name, "operation": operation})
 
     @contextmanager
     def stream(
@@ -154,6 +179,7 @@ class HttpProvider:
         with self._wire_errors(method, path), self._client.stream(
                 method, self.base_url + path, params=params, headers=request_headers) as response:
             if not 200 <= response.status_code < 300:
+                self._count_429(operation, response.status_code)
                 response.read()  # the error body says why, and may carry a retry_after
                 error = classify_response(response.status_code, response.headers,
                                           response.content, time.time(), provider=self.name)

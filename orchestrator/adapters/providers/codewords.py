@@ -28,6 +28,7 @@ from orchestrator.domain.errors import (
     retry_after_seconds,
 )
 from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
+from orchestrator.metrics import Metrics
 from orchestrator.ports import Embargoes, LogLine
 
 # What /result answers while the run is still going.
@@ -51,8 +52,10 @@ class CodeWordsProvider(HttpProvider):
         *,
         result_wait_s: float = 0.0,
         embargoes: Embargoes | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(name, base_url, api_key, client, embargoes=embargoes)
+        super().__init__(name, base_url, api_key, client, embargoes=embargoes,
+                         metrics=metrics)
         self.result_wait_s = max(0.0, result_wait_s)
         self._poll_timeout = _extended(client.timeout, self.result_wait_s)
 
@@ -126,9 +129,11 @@ class CodeWordsProvider(HttpProvider):
         # header (the client carries none of its own), and without the runtime's embargoes.
         try:
             response = self._client.put(url, content=content, headers=dict(headers))
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError,
+                UnicodeError):
+            # A URL or upload_headers that cannot be sent as they are (non-ASCII values).
             raise Permanent(f"{self.name}: the runtime answered /file with an unusable "
-                            "upload_uri") from None
+                            "upload_uri or upload_headers") from None
         except NOT_SENT_ERRORS as exc:
             raise self._transport_error("PUT", UPLOAD_URL, exc, sent=False) from None
         except httpx.TransportError as exc:

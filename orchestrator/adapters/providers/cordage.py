@@ -14,6 +14,7 @@ import httpx
 
 from orchestrator.adapters.providers.base import HttpProvider, segment
 from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
+from orchestrator.metrics import Metrics
 from orchestrator.ports import Embargoes, RemoteRun, RunListing
 
 DEFAULT_KILL_PATH = "/{webhook_key}/runs/{run_id}/kill"
@@ -34,8 +35,10 @@ class CordageProvider(HttpProvider):
         *,
         kill_path: str = DEFAULT_KILL_PATH,
         embargoes: Embargoes | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(name, base_url, api_key, client, embargoes=embargoes)
+        super().__init__(name, base_url, api_key, client, embargoes=embargoes,
+                         metrics=metrics)
         try:
             kill_path.format(webhook_key="k", run_id="r")
         except (KeyError, IndexError, ValueError):

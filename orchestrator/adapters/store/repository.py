@@ -3,10 +3,15 @@
 Core statements rather than ORM sessions: per-job bookkeeping is what a busy orchestrator
 runs out of first, and one ``UPDATE … WHERE id = ? AND status IN (…) RETURNING *`` is the
 cheapest compare-and-set there is. Zero rows back means another process moved the job first.
+
+Every state change (and every submit) is logged once, after its transaction committed, to
+the ``orchestrator.jobs`` logger with the job id, workflow, provider, attempt, event and
+status as fields of their own: this is the one place all of them pass through.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +42,7 @@ from orchestrator.domain.records import (
 from orchestrator.ports import AlreadyExists
 
 _JOB_FIELDS = set(Job.__dataclass_fields__)
+changes = logging.getLogger("orchestrator.jobs")
 
 
 def _job(row: Row[Any]) -> Job:
@@ -76,7 +82,9 @@ class SqlStore:
                     job_id=new.id, attempt=1, event="submit", status="queued", at=now))
         except IntegrityError:
             raise AlreadyExists(f"idempotency key '{new.idempotency_key}' is taken") from None
-        return _job(row)
+        job = _job(row)
+        _log_change(job, "submit")
+        return job
 
     def get_job(self, job_id: str) -> Job | None:
         with self._read() as conn:
@@ -107,7 +115,9 @@ class SqlStore:
                 job_id=change.job_id, attempt=row.attempt, event=change.event.value,
                 status=step.target.value, at=now, detail=change.detail))
             self._insert_deliveries(conn, change.deliveries, now)
-        return _job(row)
+        job = _job(row)
+        _log_change(job, change.event.value)
+        return job
 
     def update_job(
         self, job_id: str, guard: Mapping[str, object], values: Mapping[str, object]
@@ -287,6 +297,13 @@ class SqlStore:
             api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
         with self._write() as conn:
             return conn.execute(statement).rowcount == 1
+
+
+def _log_change(job: Job, event: str) -> None:
+    changes.info("job %s %s: now %s (%s, attempt %d)", job.id, event, job.status.value,
+                 job.workflow, job.attempt,
+                 extra={"job_id": job.id, "workflow": job.workflow, "provider": job.provider,
+                        "attempt": job.attempt, "event": event, "status": job.status.value})
 
 
 def _token(row: Row[Any]) -> Token:
