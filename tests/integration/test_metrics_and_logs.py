@@ -19,7 +19,7 @@ from tests.integration.conftest import Harness, running_harness
 
 pytestmark = pytest.mark.integration
 
-MIX = {"sandbox/echo": 45, "sandbox-codewords/echo": 40, "sandbox/fail": 15}
+MIX = {"sandbox/echo": 130, "sandbox-codewords/echo": 120, "sandbox/fail": 50}
 PROVIDER = {"sandbox/echo": "sandbox", "sandbox-codewords/echo": "sandbox-codewords",
             "sandbox/fail": "sandbox"}
 STATE_FIELDS = {"job_id", "workflow", "provider", "attempt", "event", "status"}
@@ -90,8 +90,9 @@ def test_jobs_by_status_and_workflow_agree_with_the_database(run: dict[str, Any]
         for status in JobStatus:
             shown = value(samples, "orchestrator_jobs", status=status.value, workflow=workflow)
             assert shown == in_db.get(status.value, 0), (workflow, status)
-    assert value(samples, "orchestrator_jobs", status="completed", workflow="sandbox/echo") == 45
-    assert value(samples, "orchestrator_jobs", status="failed", workflow="sandbox/fail") == 15
+    jobs = "orchestrator_jobs"
+    assert value(samples, jobs, status="completed", workflow="sandbox/echo") == MIX["sandbox/echo"]
+    assert value(samples, jobs, status="failed", workflow="sandbox/fail") == MIX["sandbox/fail"]
     for provider in ("sandbox", "sandbox-codewords"):
         assert value(samples, "orchestrator_in_flight", provider=provider) == 0
     for queue in ("orchestrator.jobs", "orchestrator.callbacks"):
@@ -111,8 +112,9 @@ def test_launches_and_polls_agree_with_the_jobs(run: dict[str, Any]) -> None:
         assert latency >= count  # every job's last poll asked the runtime
         assert value(samples, "orchestrator_poll_latency_seconds_sum", provider=provider) > 0
     polls_total = "orchestrator_polls_total"
-    assert total(samples, polls_total, outcome="completed") == 85
-    assert total(samples, polls_total, outcome="failed") == 15
+    assert total(samples, polls_total, outcome="completed") == (
+        MIX["sandbox/echo"] + MIX["sandbox-codewords/echo"])
+    assert total(samples, polls_total, outcome="failed") == MIX["sandbox/fail"]
     # Every poll that was not skipped advanced one job's poll count, exactly once.
     advanced = total(samples, polls_total) - total(samples, polls_total, outcome="skipped")
     assert advanced == run["db"]["total_polls"]
