@@ -23,10 +23,9 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from sqlalchemy import Engine, func, select
 
 from orchestrator.adapters.celery_app import CALLBACKS_QUEUE, JOBS_QUEUE
-from orchestrator.adapters.store.tables import deliveries, jobs
+from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.api.deps import ContainerDep
 from orchestrator.domain.job import JobStatus
 from orchestrator.metrics import (
@@ -44,7 +43,6 @@ V = TypeVar("V")
 router = APIRouter()
 
 QUEUES = (JOBS_QUEUE, CALLBACKS_QUEUE)
-IN_FLIGHT = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
 
@@ -61,27 +59,11 @@ class Scrape:
     providers: tuple[str, ...] = ()  # configured: shown in flight even at zero
 
 
-def read_database(engine: Engine) -> tuple[dict[tuple[str, str], int], dict[str, int],
-                                           dict[str, int]]:
-    """Jobs by (status, workflow), in flight by provider, deliveries by status: three
-    GROUP BYs in one read transaction."""
-    by_state = select(jobs.c.status, jobs.c.workflow, func.count()).group_by(
-        jobs.c.status, jobs.c.workflow)
-    in_flight = select(jobs.c.provider, func.count()).where(
-        jobs.c.status.in_(IN_FLIGHT)).group_by(jobs.c.provider)
-    by_delivery = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
-    with engine.connect() as conn:
-        counts = {(str(s), str(w)): int(n) for s, w, n in conn.execute(by_state)}
-        flying = {str(p): int(n) for p, n in conn.execute(in_flight)}
-        sent = {str(s): int(n) for s, n in conn.execute(by_delivery)}
-    return counts, flying, sent
-
-
-def take_scrape(engine: Engine, reader: MetricsReader, providers: Iterable[str]) -> Scrape:
+def take_scrape(store: SqlStore, reader: MetricsReader, providers: Iterable[str]) -> Scrape:
     """The database's gauges, then what every process recorded and the broker's queues.
     While Redis cannot be read those are left out (with a warning), so the database's
     gauges are still scraped."""
-    scrape = Scrape(*read_database(engine), providers=tuple(providers))
+    scrape = Scrape(*store.gauges(), providers=tuple(providers))
     try:
         return replace(scrape, counters=reader.counters(), histograms=reader.histograms(),
                        queue_depths=reader.queue_depths(QUEUES))
@@ -164,5 +146,5 @@ def render(scrape: Scrape) -> bytes:
 @router.get("/metrics", include_in_schema=False)
 def metrics(container: ContainerDep) -> Response:
     """Prometheus scrapes this; see ``docs/operations.md`` for what each series means."""
-    scrape = take_scrape(container.engine, container.metrics, container.settings.providers)
+    scrape = take_scrape(container.store, container.metrics, container.settings.providers)
     return Response(render(scrape), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from orchestrator.domain.records import Deliver, Delivery, DeliveryAttempt
 from orchestrator.domain.webhook import signature_headers
 from orchestrator.ports import SendResult
-from orchestrator.services.deps import Deps
-
-EARLY_TOLERANCE_S = 1.0
+from orchestrator.services.deps import EARLY_TOLERANCE_S, Deps
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from orchestrator.domain.backoff import BackoffPolicy
 from orchestrator.ports import CallbackSender, Clock, JobStore, ProviderRegistry, Scheduler
 
+# A message that arrives this much before its step is due is an early duplicate (the step
+# was rescheduled later after it was sent): it is dropped, and the later one does the work.
+EARLY_TOLERANCE_S = 1.0
+
 
 @dataclass(frozen=True)
 class ProviderPolicy:

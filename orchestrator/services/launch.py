@@ -23,13 +23,17 @@ from orchestrator.domain.errors import Permanent, ProviderError, RateLimited, Tr
 from orchestrator.domain.job import Event, JobStatus, LaunchRequest
 from orchestrator.domain.records import Job, JobChange, Launch, Poll
 from orchestrator.ports import Provider, RunFinder
-from orchestrator.services.deps import Deps
+from orchestrator.services.deps import EARLY_TOLERANCE_S, Deps
 from orchestrator.services.finish import finish
-from orchestrator.services.reconcile import Adopt, Decision, GiveUp, LookAgain, StartAgain, decide
-from orchestrator.services.submit import canonical_json
-
-# Messages that arrive this much before their job's due time are early duplicates.
-EARLY_TOLERANCE_S = 1.0
+from orchestrator.services.reconcile import (
+    Adopt,
+    Decision,
+    GiveUp,
+    LookAgain,
+    StartAgain,
+    decide,
+    same_inputs,
+)
 
 
 @dataclass(frozen=True)
@@ -245,7 +249,7 @@ def _reconcile_decision(job: Job, finder: RunFinder, deps: Deps) -> Decision:
     others = [j for j in deps.store.list_jobs(status=JobStatus.STARTING.value,
                                               workflow=job.workflow, limit=200)
               if j.id != job.id]
-    twins = any(canonical_json(o.inputs) == canonical_json(job.inputs) for o in others)
+    twins = any(same_inputs(o.inputs, job.inputs) for o in others)
     return decide(listing.runs, complete=listing.complete, inputs=job.inputs,
                   sent_at=sent_at, now=now,
                   claimed=lambda run_id: deps.store.run_claimed(job.provider, run_id),

@@ -16,11 +16,11 @@ runtime's recent runs are listed and compared with what we sent:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.ports import RemoteRun
+from orchestrator.services.submit import canonical_json
 
 # The runtime's clock and ours may differ a little; a run stamped this much before we sent
 # can still be ours.
@@ -50,8 +50,9 @@ class GiveUp:
 Decision = Adopt | StartAgain | LookAgain | GiveUp
 
 
-def _same(a: object, b: object) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+def same_inputs(a: object, b: object) -> bool:
+    """Equal as JSON, whatever the order of keys."""
+    return canonical_json(a) == canonical_json(b)
 
 
 def decide(
@@ -74,7 +75,7 @@ def decide(
               if (r.created_at is None or r.created_at >= sent_at - CLOCK_SKEW_S)
               and not claimed(r.run_id)]
     listed_inputs = any(r.inputs is not None for r in recent)
-    candidates = [r for r in recent if _same(r.inputs, inputs)] if listed_inputs else recent
+    candidates = [r for r in recent if same_inputs(r.inputs, inputs)] if listed_inputs else recent
     settled = now - sent_at >= settle_s
     late = now - sent_at >= window_s
     reaches_back = complete or any(

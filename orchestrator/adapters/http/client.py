@@ -2,15 +2,12 @@
 
 A single keep-alive ``httpx.Client`` per process is the fast path: reusing connections is
 worth about 60× over a client per request against a local server (see QUALITY.md). The
-transport is injectable so a test can stand a plain function (``httpx.MockTransport``) in
-for a server.
+composition root (``orchestrator.bootstrap.Container.http``) holds that one client, made
+after Celery's fork. The transport is injectable, so a test can stand a plain function
+(``httpx.MockTransport``) in for a server.
 """
 
 from __future__ import annotations
-
-import atexit
-import os
-import threading
 
 import httpx
 
@@ -19,10 +16,6 @@ USER_AGENT = "orchestrator/0.1 (+httpx)"
 # Below the 5 s idle time-out of common servers (uvicorn's default), so a pooled
 # connection is dropped by us before the server closes it under a request being sent.
 KEEPALIVE_EXPIRY_S = 4.0
-
-_shared: httpx.Client | None = None
-_shared_pid: int | None = None
-_lock = threading.Lock()
 
 
 def make_http_client(
@@ -48,28 +41,3 @@ def make_http_client(
         headers={"User-Agent": USER_AGENT},
     )
 
-
-def shared_http_client() -> httpx.Client:
-    """This process's shared client, made on first use.
-
-    A client inherited across ``fork`` (Celery's prefork pool) would share sockets with the
-    parent, so a child process gets its own.
-    """
-    global _shared, _shared_pid
-    with _lock:
-        if _shared is None or _shared_pid != os.getpid() or _shared.is_closed:
-            _shared = make_http_client()
-            _shared_pid = os.getpid()
-        return _shared
-
-
-def close_shared_http_client() -> None:
-    """Close this process's shared client (at exit, or between tests)."""
-    global _shared, _shared_pid
-    with _lock:
-        if _shared is not None and _shared_pid == os.getpid():
-            _shared.close()
-        _shared, _shared_pid = None, None
-
-
-atexit.register(close_shared_http_client)

@@ -225,12 +225,29 @@ class SqlStore:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def count_deliveries(self, *, label: tuple[str, str] | None = None) -> dict[str, int]:
+        with self._read() as conn:
+            return self._delivery_counts(conn, label)
+
+    def _delivery_counts(self, conn: Connection,
+                         label: tuple[str, str] | None = None) -> dict[str, int]:
         query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
         if label is not None:
             query = query.join(jobs, jobs.c.id == deliveries.c.job_id).where(
                 jobs.c.labels[label[0]].as_string() == label[1])
+        return {str(status): int(count) for status, count in conn.execute(query)}
+
+    def gauges(self) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
+        """For ``/metrics``: jobs by (status, workflow), jobs in flight (starting or
+        running) by provider, deliveries by status; one read transaction."""
+        by_state = select(jobs.c.status, jobs.c.workflow, func.count()).group_by(
+            jobs.c.status, jobs.c.workflow)
+        in_flight = select(jobs.c.provider, func.count()).where(
+            jobs.c.status.in_([JobStatus.STARTING.value, JobStatus.RUNNING.value])
+        ).group_by(jobs.c.provider)
         with self._read() as conn:
-            return {status: count for status, count in conn.execute(query)}
+            counts = {(str(s), str(w)): int(n) for s, w, n in conn.execute(by_state)}
+            flying = {str(p): int(n) for p, n in conn.execute(in_flight)}
+            return counts, flying, self._delivery_counts(conn)
 
     def record_delivery_attempt(
         self, attempt: DeliveryAttempt, *, status: str, next_attempt_at: float | None
