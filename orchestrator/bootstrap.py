@@ -22,6 +22,7 @@ from orchestrator.adapters.redis.embargo import RedisEmbargoes
 from orchestrator.adapters.redis.metrics import RedisMetrics
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.repository import SqlStore
+from orchestrator.adapters.store.schedules import SqlScheduleStore
 from orchestrator.config import Settings
 from orchestrator.logs import register_settings_secrets
 from orchestrator.metrics import MeasuredSender
@@ -49,6 +50,10 @@ class Container:
     @cached_property
     def store(self) -> SqlStore:
         return SqlStore(self.engine)
+
+    @cached_property
+    def schedules(self) -> SqlScheduleStore:
+        return SqlScheduleStore(self.engine)
 
     @cached_property
     def http(self) -> httpx.Client:
@@ -87,6 +92,7 @@ class Container:
         secret = settings.callbacks.signing_secret
         return Deps(
             store=self.store,
+            schedules=self.schedules,
             providers=self.providers,
             scheduler=self.scheduler,
             clock=SystemClock(),

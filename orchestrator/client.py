@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import mimetypes
 import os
@@ -24,6 +25,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 UPLOAD_TIMEOUT_S = 300.0  # a 50 MiB file over a slow link
 MAX_RECONNECTS = 5  # consecutive failed attempts to reopen an event stream before giving up
+# Keyword arguments of ``create_schedule`` that belong to the schedule, not its job template.
+SCHEDULE_FIELDS = frozenset({"labels", "paused", "overlap", "catchup", "catchup_window_s"})
 
 
 class ClientError(Exception):
@@ -59,6 +62,8 @@ class Client:
             raise _unreachable(self.url, exc) from None
         if response.status_code >= 400:
             raise _error(response)
+        if response.status_code == 204 or not response.content:
+            return None
         return response.json()
 
     def submit(self, workflow: str, inputs: object = None, *,
@@ -179,6 +184,65 @@ class Client:
             time.sleep(interval_s)
 
 
+    # schedules ------------------------------------------------------------------------------
+
+    def create_schedule(self, name: str, workflow: str, inputs: object = None, *,
+                        cron: str | None = None, every: str | None = None,
+                        timezone: str = "UTC", **fields: Any) -> dict[str, Any]:
+        """Create a schedule that submits ``workflow`` with ``inputs`` at each slot of a
+        ``cron`` rule (in ``timezone``) or ``every`` interval. ``fields`` are the schedule's
+        ``labels``, ``paused``, ``overlap``, ``catchup`` and ``catchup_window_s``, or the job
+        template's other fields (``priority``, ``callback_url``, ``path``, ``timeout_s``,
+        ``retries``, and the template's own labels as ``job_labels``).
+
+            client.create_schedule("nightly", "sandbox/echo", {"a": 1}, cron="0 2 * * *",
+                                   timezone="Europe/Berlin", overlap="buffer_one")
+        """
+        given = {k: v for k, v in fields.items() if v is not None}
+        job: dict[str, Any] = {"workflow": workflow, "inputs": {} if inputs is None else inputs}
+        if "job_labels" in given:
+            job["labels"] = given.pop("job_labels")
+        job.update({k: given.pop(k) for k in list(given) if k not in SCHEDULE_FIELDS})
+        body = {"name": name, "cron": cron, "every": every, "timezone": timezone, "job": job,
+                **given}
+        result: dict[str, Any] = self._call("POST", "/v1/schedules", json=body)
+        return result
+
+    def list_schedules(self) -> builtins.list[dict[str, Any]]:
+        """Every schedule, by name."""
+        items: builtins.list[dict[str, Any]] = self._call("GET", "/v1/schedules")["items"]
+        return items
+
+    def get_schedule(self, name: str, slots: int = 50) -> dict[str, Any]:
+        """The schedule with its ``slots``: the most recent ones, newest first."""
+        result: dict[str, Any] = self._call("GET", _schedule_path(name),
+                                            params={"slots": slots})
+        return result
+
+    def update_schedule(self, name: str, **changes: Any) -> dict[str, Any]:
+        """Change the given fields (``cron``, ``every``, ``timezone``, ``job``, ``labels``,
+        ``paused``, ``overlap``, ``catchup``, ``catchup_window_s``); ``job`` replaces the
+        whole template."""
+        result: dict[str, Any] = self._call("PATCH", _schedule_path(name), json=changes)
+        return result
+
+    def pause_schedule(self, name: str) -> dict[str, Any]:
+        return self.update_schedule(name, paused=True)
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Resume from now on: slots passed while paused are not caught up."""
+        return self.update_schedule(name, paused=False)
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete the schedule and its slot history; the jobs it made stay."""
+        self._call("DELETE", _schedule_path(name))
+
+    def trigger_schedule(self, name: str) -> dict[str, Any]:
+        """Submit the schedule's job now (even if paused); the job."""
+        result: dict[str, Any] = self._call("POST", _schedule_path(name) + "/trigger")
+        return result
+
+
 class _Resume:
     """The two cursors of an event stream, sent back as ``s<n>,l<at>``."""
 
@@ -229,6 +293,10 @@ def _decoded(data: str) -> Any:
         return json.loads(data)
     except ValueError:
         return data
+
+
+def _schedule_path(name: str) -> str:
+    return f"/v1/schedules/{quote(name, safe='')}"
 
 
 def _unreachable(url: str, exc: Exception) -> ClientError:

@@ -29,6 +29,8 @@ from pydantic import (
 
 from orchestrator.domain.backoff import BackoffPolicy
 from orchestrator.domain.ratelimit import RateLimit, parse_rate_limit
+from orchestrator.domain.schedule import MAX_CATCHUP_WINDOW_S, Catchup, Overlap
+from orchestrator.services.schedules import ScheduleSpec, check_definition
 
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
 DEFAULT_CONFIG_FILE = "orchestrator.toml"
@@ -286,6 +288,8 @@ class JobSettings(_Section):
 
 
 class ScheduleSettings(_Section):
+    """One ``[[schedules]]`` entry: synced into the database at start-up."""
+
     name: str = Field(min_length=1)
     cron: str | None = None
     every: str | None = None
@@ -293,12 +297,17 @@ class ScheduleSettings(_Section):
     job: dict[str, Any]
     labels: dict[str, str] = {}
     paused: bool = False
+    overlap: Overlap = "skip"
+    catchup: Catchup = "latest"
+    catchup_window_s: float = Field(86400.0, gt=0, le=MAX_CATCHUP_WINDOW_S)
 
     @model_validator(mode="after")
-    def _one_rule(self) -> ScheduleSettings:
-        if (self.cron is None) == (self.every is None):
-            raise ValueError("give exactly one of 'cron' (five fields) or 'every' (like '30s')")
+    def _valid(self) -> ScheduleSettings:
+        check_definition(self.spec())
         return self
+
+    def spec(self) -> ScheduleSpec:
+        return ScheduleSpec(**self.model_dump())
 
 
 class Settings(_Section):
@@ -311,6 +320,25 @@ class Settings(_Section):
     schedules: list[ScheduleSettings] = []
     # Where the settings came from, for messages ("orchestrator.toml", or "defaults").
     source: str = "defaults"
+
+    @model_validator(mode="after")
+    def _schedules_name_providers(self) -> Settings:
+        names = [s.name for s in self.schedules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"schedules: the name(s) {', '.join(twice)} appear more than once")
+        for schedule in self.schedules:
+            provider = str(schedule.job["workflow"]).partition("/")[0]
+            if provider not in self.providers:
+                raise ValueError(
+                    f"schedules: '{schedule.name}' runs workflow '{schedule.job['workflow']}', "
+                    f"whose provider '{provider}' is not configured (configured providers: "
+                    f"{', '.join(self.providers) or 'none'})")
+            if schedule.job.get("callback_url") and self.callbacks.signing_secret is None:
+                raise ValueError(
+                    f"schedules: '{schedule.name}' has a callback_url, which needs "
+                    "[callbacks].signing_secret (a whsec_ secret) to sign its callbacks")
+        return self
 
     @field_validator("providers")
     @classmethod

@@ -102,7 +102,7 @@ class Stack:
         self.api_port = options.api_port or free_port()
         self.children: list[Child] = []
         self.workers: list[Child] = []
-        self.beat: Child | None = None
+        self.beats: list[Child] = []
         self.api: Child | None = None
         self.settings: Settings | None = None
 
@@ -145,8 +145,7 @@ class Stack:
         for _ in range(self.options.workers):
             self.start_worker()
         if self.options.beat:
-            self.beat = self._spawn("beat", self._celery("beat", "--schedule",
-                                                         str(self.workdir / "beat-schedule")))
+            self.start_beat()
         self._wait_for_api()
 
     def _prepare_workdir(self) -> None:
@@ -175,6 +174,15 @@ class Stack:
         worker = self._spawn(f"worker{index}", argv)
         self.workers.append(worker)
         return worker
+
+    def start_beat(self) -> Child:
+        """One more beat process (each with its own schedule file): any number may run."""
+        started = sum(child.name.startswith("beat") for child in self.children)
+        name = f"beat{started + 1}" if started else "beat"
+        beat = self._spawn(name, self._celery("beat", "--schedule",
+                                              str(self.workdir / f"{name}-schedule")))
+        self.beats.append(beat)
+        return beat
 
     def _wait_for_api(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -28,6 +28,7 @@ POLLS = "orchestrator_polls_total"  # provider, outcome
 RATE_LIMIT_WAITS = "orchestrator_rate_limit_waits_total"  # provider, operation
 RESPONSES_429 = "orchestrator_provider_responses_429_total"  # provider, operation
 DELIVERIES = "orchestrator_callback_deliveries_total"  # outcome
+SCHEDULE_SLOTS = "orchestrator_schedule_slots_total"  # status (fired, skipped, missed…)
 # Histograms, in seconds.
 POLL_LATENCY = "orchestrator_poll_latency_seconds"  # provider
 DELIVERY_LATENCY = "orchestrator_delivery_latency_seconds"  # (none)
@@ -39,10 +40,11 @@ LABEL_NAMES: dict[str, tuple[str, ...]] = {
     RATE_LIMIT_WAITS: ("provider", "operation"),
     RESPONSES_429: ("provider", "operation"),
     DELIVERIES: ("outcome",),
+    SCHEDULE_SLOTS: ("status",),
     POLL_LATENCY: ("provider",),
     DELIVERY_LATENCY: (),
 }
-COUNTERS = (LAUNCHES, POLLS, RATE_LIMIT_WAITS, RESPONSES_429, DELIVERIES)
+COUNTERS = (LAUNCHES, POLLS, RATE_LIMIT_WAITS, RESPONSES_429, DELIVERIES, SCHEDULE_SLOTS)
 HISTOGRAMS = (POLL_LATENCY, DELIVERY_LATENCY)
 
 HELP = {
@@ -51,6 +53,7 @@ HELP = {
     RATE_LIMIT_WAITS: "Provider requests held back because the runtime asked us to wait.",
     RESPONSES_429: "HTTP 429 answers from a provider, by operation.",
     DELIVERIES: "Callback delivery attempts by outcome.",
+    SCHEDULE_SLOTS: "Schedule slots recorded by beat, by what became of them.",
     POLL_LATENCY: "Duration of one provider poll (read) request.",
     DELIVERY_LATENCY: "Duration of one callback POST.",
 }

@@ -22,6 +22,7 @@ from orchestrator.domain.records import (
     NewJob,
     Token,
 )
+from orchestrator.domain.schedule import NewSlot, Schedule, Slot
 
 
 class AlreadyExists(Exception):
@@ -214,6 +215,63 @@ class JobStore(Protocol):
     def list_tokens(self) -> list[Token]: ...
 
     def revoke_token(self, name: str, now: float) -> bool: ...
+
+
+class ScheduleStore(Protocol):
+    """Schedules and their slots. A slot is recorded once: ``record_slot`` raises
+    ``AlreadyExists`` when another beat recorded that (schedule, slot time, trigger) first,
+    which is what makes each slot fire exactly once however many beats run."""
+
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Insert; ``AlreadyExists`` if the name is taken."""
+        ...
+
+    def get_schedule(self, name: str) -> Schedule | None: ...
+
+    def list_schedules(self) -> list[Schedule]: ...
+
+    def update_schedule(self, name: str, values: Mapping[str, object],
+                        now: float) -> Schedule | None: ...
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule and its slots; the jobs it made stay."""
+        ...
+
+    def due_schedules(self, now: float) -> list[Schedule]:
+        """Schedules not paused whose next slot is at or before ``now``."""
+        ...
+
+    def soonest_fire_at(self) -> float | None:
+        """The earliest next slot of any schedule not paused."""
+        ...
+
+    def advance(self, schedule_id: str, *, read: float, cursor_at: float,
+                next_fire_at: float) -> None:
+        """Move the cursor from ``read`` (the value the caller planned from) to ``cursor_at``
+        and set the next fire time to match; nothing if the cursor moved meanwhile (another
+        beat advanced it, or a change of rule restarted it)."""
+        ...
+
+    def record_slot(self, slot: NewSlot, job: NewJob | None, now: float) -> Job | None:
+        """Record a slot and, when it fires, insert its job in the same transaction."""
+        ...
+
+    def buffered_slots(self) -> list[tuple[Schedule, Slot]]:
+        """Slots waiting for their schedule's running job to end, with their schedule."""
+        ...
+
+    def release_slot(self, slot_id: int, job: NewJob, now: float) -> Job | None:
+        """Fire a buffered slot: its job inserted and the slot marked fired, together;
+        None when another beat released it first."""
+        ...
+
+    def recent_slots(self, schedule_id: str, limit: int) -> list[Slot]:
+        """Newest first, each with its job's state."""
+        ...
+
+    def active_jobs(self, schedule_id: str) -> list[Job]:
+        """The schedule's jobs that have not ended."""
+        ...
 
 
 class Scheduler(Protocol):

@@ -35,6 +35,7 @@ from orchestrator.domain.records import (
     Poll,
     Token,
 )
+from orchestrator.domain.schedule import NewSlot, Schedule, Slot
 from orchestrator.ports import AlreadyExists, Provider, RemoteRun, RunListing, SendResult
 from orchestrator.services.deps import Deps
 
@@ -228,6 +229,102 @@ def _holds(job: Job, guard: Mapping[str, object]) -> bool:
     return all(getattr(job, name) == value for name, value in guard.items())
 
 
+class InMemoryScheduleStore:
+    """Schedules and slots beside an ``InMemoryStore`` (whose jobs the slots make).
+
+    The same contract suite as ``SqlScheduleStore`` runs against it."""
+
+    def __init__(self, jobs: InMemoryStore) -> None:
+        self._jobs = jobs
+        self._schedules: dict[str, Schedule] = {}
+        self._slots: list[Slot] = []
+
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        with self._jobs._lock:
+            if schedule.name in self._schedules:
+                raise AlreadyExists(f"a schedule named '{schedule.name}' exists")
+            self._schedules[schedule.name] = schedule
+            return schedule
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        return self._schedules.get(name)
+
+    def list_schedules(self) -> list[Schedule]:
+        return sorted(self._schedules.values(), key=lambda s: s.name)
+
+    def update_schedule(self, name: str, values: Mapping[str, object],
+                        now: float) -> Schedule | None:
+        with self._jobs._lock:
+            current = self._schedules.get(name)
+            if current is None:
+                return None
+            updated = dataclasses.replace(current, **values, updated_at=now)  # type: ignore[arg-type]
+            self._schedules[name] = updated
+            return updated
+
+    def delete_schedule(self, name: str) -> bool:
+        with self._jobs._lock:
+            schedule = self._schedules.pop(name, None)
+            if schedule is None:
+                return False
+            self._slots = [s for s in self._slots if s.schedule_id != schedule.id]
+            return True
+
+    def due_schedules(self, now: float) -> list[Schedule]:
+        return [s for s in self._schedules.values() if not s.paused
+                and s.next_fire_at is not None and s.next_fire_at <= now]
+
+    def soonest_fire_at(self) -> float | None:
+        return min((s.next_fire_at for s in self._schedules.values()
+                    if not s.paused and s.next_fire_at is not None), default=None)
+
+    def advance(self, schedule_id: str, *, read: float, cursor_at: float,
+                next_fire_at: float) -> None:
+        with self._jobs._lock:
+            for name, s in self._schedules.items():
+                if s.id == schedule_id and s.cursor_at == read:
+                    self._schedules[name] = dataclasses.replace(
+                        s, cursor_at=cursor_at, next_fire_at=next_fire_at)
+
+    def record_slot(self, slot: NewSlot, job: NewJob | None, now: float) -> Job | None:
+        with self._jobs._lock:
+            if any((s.schedule_id, s.slot_at, s.trigger)
+                   == (slot.schedule_id, slot.slot_at, slot.trigger) for s in self._slots):
+                raise AlreadyExists(f"slot {slot.slot_at} of {slot.schedule_id} is recorded")
+            self._slots.append(Slot(id=len(self._slots) + 1, recorded_at=now,
+                                    job_id=job.id if job else None, **slot.__dict__))
+        return None if job is None else self._jobs.add_job(job, now)
+
+    def buffered_slots(self) -> list[tuple[Schedule, Slot]]:
+        by_id = {s.id: s for s in self._schedules.values()}
+        return [(by_id[s.schedule_id], s) for s in self._slots
+                if s.status == "buffered" and s.schedule_id in by_id]
+
+    def release_slot(self, slot_id: int, job: NewJob, now: float) -> Job | None:
+        with self._jobs._lock:
+            index = next((i for i, s in enumerate(self._slots)
+                          if s.id == slot_id and s.status == "buffered"), None)
+            if index is None:
+                return None
+            self._slots[index] = dataclasses.replace(
+                self._slots[index], status="fired", job_id=job.id, recorded_at=now)
+        return self._jobs.add_job(job, now)
+
+    def recent_slots(self, schedule_id: str, limit: int) -> list[Slot]:
+        slots = sorted((s for s in self._slots if s.schedule_id == schedule_id),
+                       key=lambda s: (s.slot_at, s.id), reverse=True)[:limit]
+        return [dataclasses.replace(s, job_status=self._status(s.job_id)) for s in slots]
+
+    def _status(self, job_id: str | None) -> str | None:
+        job = self._jobs.get_job(job_id) if job_id else None
+        return None if job is None else job.status.value
+
+    def active_jobs(self, schedule_id: str) -> list[Job]:
+        return sorted((j for j in self._jobs._jobs.values()
+                       if j.schedule_id == schedule_id and j.status in ACTIVE),
+                      key=lambda j: j.id)
+
+
 class RecordingScheduler:
     """Remembers every action; tests pop them and play them in order."""
 
@@ -353,8 +450,10 @@ def make_deps(*providers: FakeProvider, **overrides: Any) -> Deps:
     from orchestrator.domain.webhook import new_secret
 
     registry = StaticRegistry({p.name: p for p in providers or (FakeProvider(),)})
+    store = overrides.pop("store", None) or InMemoryStore()
     values: dict[str, Any] = {
-        "store": InMemoryStore(), "providers": registry, "scheduler": RecordingScheduler(),
+        "store": store, "schedules": InMemoryScheduleStore(store), "providers": registry,
+        "scheduler": RecordingScheduler(),
         "clock": FakeClock(), "sender": FakeSender(), "signing_secrets": (new_secret(),),
         "rng": random.Random(1), **overrides}
     return Deps(**values)

@@ -23,6 +23,8 @@ except ConfigError as error:
 
 app = make_celery(settings, name="workers")
 app.conf.include = ["workers.tasks"]
+# Beat fires the database's schedules too (exactly once per slot, however many beats run).
+app.conf.beat_scheduler = "workers.beat:ScheduleFiringBeat"
 
 # Registered before the worker forks, so its own records are scrubbed as well as its children's.
 register_settings_secrets(settings)

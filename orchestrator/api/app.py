@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from orchestrator.api import errors, events, files, jobs, metrics
+from orchestrator.api import errors, events, files, jobs, metrics, schedules
 from orchestrator.api.deps import ContainerDep
 from orchestrator.api.schemas import Health
 from orchestrator.bootstrap import Container
@@ -35,6 +35,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(files.router)
+    app.include_router(schedules.router)
     app.include_router(metrics.router)
     _add_body_limit(app, settings.jobs.max_input_bytes + MAX_BODY_SLACK)
     _add_health(app)

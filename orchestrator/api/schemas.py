@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from orchestrator.domain.schedule import Catchup, Overlap, SlotStatus, Trigger
 
 JobStatusName = Literal["queued", "starting", "running", "completed", "failed", "cancelled",
                         "timed_out"]
 
 
-class JobIn(BaseModel):
+class JobTemplateIn(BaseModel):
+    """A job spec without an idempotency key: what a schedule submits at each slot."""
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"workflow": "sandbox/echo", "inputs": {"hello": "world"},
-         "labels": {"team": "growth"}}]})
+        {"workflow": "sandbox/echo", "inputs": {"hello": "world"}}]})
 
     workflow: str = Field(min_length=3, max_length=300,
                           description="`<provider>/<name>`, such as `sandbox/echo`")
     inputs: Any = Field(default_factory=dict, description="any JSON, at most 1 MiB")
     path: str = Field("", max_length=500)
     callback_url: str | None = Field(None, max_length=2000, pattern=r"^https?://")
-    idempotency_key: str | None = Field(None, min_length=1, max_length=255)
     priority: int = Field(0, ge=-10, le=10)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
     retries: int = Field(0, ge=0, le=10)
+
+
+class JobIn(JobTemplateIn):
+    """One job to submit."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"workflow": "sandbox/echo", "inputs": {"hello": "world"},
+         "labels": {"team": "growth"}}]})
+
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255)
 
 
 class ErrorOut(BaseModel):
@@ -88,3 +102,113 @@ class JobPage(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+# schedules ----------------------------------------------------------------------------------
+
+SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+# Checked by the schedule service (orchestrator.domain.cron), whose messages say what to write.
+CronRule = Annotated[str, Field(min_length=1, max_length=200)]
+EveryRule = Annotated[str, Field(min_length=1, max_length=50)]
+# The longest IANA name has 32 characters; a long one would reach the file system.
+TimeZoneName = Annotated[str, Field(min_length=1, max_length=64)]
+ScheduleLabels = Annotated[dict[str, str], Field(max_length=50)]
+CatchupWindow = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+CRON_HELP = "five cron fields, like `0 2 * * *`, in `timezone`; exactly one of `cron`, `every`"
+EVERY_HELP = "a fixed interval, like `30s`, `5m`, `1h30m`; exactly one of `cron`, `every`"
+TIMEZONE_HELP = "the IANA time zone of the cron rule's wall times, like `Europe/Berlin`"
+LABELS_HELP = "labels of every job the schedule makes (the template's own labels win)"
+OVERLAP_HELP = ("what a slot does while the previous slot's job still runs: `skip` it, "
+                "`buffer_one` (run it when that job ends), `allow` both, `cancel_previous`")
+CATCHUP_HELP = ("slots missed while no beat ran: fire `none`, the `latest` one, or `all` "
+                "(within `catchup_window_s`)")
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "nightly-enrich", "cron": "0 2 * * *", "timezone": "Europe/Berlin",
+         "job": {"workflow": "sandbox/echo", "inputs": {"hello": "world"}}}]})
+
+    name: str = Field(pattern=SCHEDULE_NAME_PATTERN,
+                      description="letters, digits, `.`, `_`, `-`; at most 100")
+    cron: CronRule | None = Field(None, description=CRON_HELP)
+    every: EveryRule | None = Field(None, description=EVERY_HELP)
+    timezone: TimeZoneName = Field("UTC", description=TIMEZONE_HELP)
+    job: JobTemplateIn
+    labels: ScheduleLabels = Field(default_factory=dict, description=LABELS_HELP)
+    paused: bool = False
+    overlap: Overlap = Field("skip", description=OVERLAP_HELP)
+    catchup: Catchup = Field("latest", description=CATCHUP_HELP)
+    catchup_window_s: CatchupWindow = Field(86400.0, description="how far back catch-up looks")
+
+
+class SchedulePatch(BaseModel):
+    """The fields to change; those left out keep their values. `job` replaces the whole
+    template. Setting `cron` clears `every` and the other way round. Only `cron` and
+    `every` may be null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"paused": True}, {"cron": "30 3 * * *"}]})
+
+    cron: CronRule | None = Field(None, description=CRON_HELP)
+    every: EveryRule | None = Field(None, description=EVERY_HELP)
+    # Left out, they keep their values; null is refused (and absent from the schema).
+    timezone: TimeZoneName | SkipJsonSchema[None] = Field(None, description=TIMEZONE_HELP)
+    job: JobTemplateIn | SkipJsonSchema[None] = Field(
+        None, description="the new job template, whole")
+    labels: ScheduleLabels | SkipJsonSchema[None] = Field(None, description=LABELS_HELP)
+    paused: bool | SkipJsonSchema[None] = None
+    overlap: Overlap | SkipJsonSchema[None] = Field(None, description=OVERLAP_HELP)
+    catchup: Catchup | SkipJsonSchema[None] = Field(None, description=CATCHUP_HELP)
+    catchup_window_s: CatchupWindow | SkipJsonSchema[None] = Field(
+        None, description="how far back catch-up looks")
+
+    @field_validator("timezone", "job", "labels", "paused", "overlap", "catchup",
+                     "catchup_window_s", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError(
+                "not_null", "may not be null; leave the field out to keep its value")
+        return value
+
+
+class SlotOut(BaseModel):
+    slot_at: str = Field(description="the instant the rule named, RFC 3339")
+    status: SlotStatus
+    trigger: Trigger
+    job_id: str | None
+    job_status: JobStatusName | None = Field(description="the job's state now")
+    reason: str | None
+    recorded_at: str
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    name: str
+    cron: str | None
+    every: str | None
+    timezone: str
+    job: dict[str, Any]
+    labels: dict[str, str]
+    paused: bool
+    overlap: Overlap
+    catchup: Catchup
+    catchup_window_s: float
+    source: Literal["api", "config"] = Field(
+        description="`config`: declared in the configuration file and synced at start-up")
+    note: str | None = Field(description="why the system paused it, if it did")
+    next_fire_at: str | None = Field(description="RFC 3339; null when paused")
+    created_at: str
+    updated_at: str
+
+
+class ScheduleDetailOut(ScheduleOut):
+    slots: list[SlotOut] = Field(description="the most recent slots, newest first")
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleOut]

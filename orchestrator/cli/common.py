@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +15,11 @@ from orchestrator.config import ConfigError, Settings, load_settings
 
 out = Console()
 err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
+                "timed_out": "magenta", "running": "cyan", "starting": "cyan",
+                "queued": "white"}
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -43,3 +49,18 @@ def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except ClientError as error:
         prefix = f"HTTP {error.status} {error.code}: " if error.status else ""
         fail(prefix + error.message)
+
+
+def read_inputs(text: str) -> Any:
+    """``--inputs``: JSON, or ``@file.json``."""
+    source = "--inputs"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text, source = path.read_text(), str(path)
+        except OSError as exc:
+            fail(f"cannot read inputs file {path}: {exc.strerror}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")

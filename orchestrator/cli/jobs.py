@@ -12,29 +12,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import call, client_or_exit, err, fail, out, print_json
+from orchestrator.cli.common import (
+    STATUS_STYLE,
+    JsonFlag,
+    call,
+    client_or_exit,
+    err,
+    fail,
+    out,
+    print_json,
+    read_inputs,
+)
 from orchestrator.client import TERMINAL, Client
 
 jobs_app = typer.Typer(help="Look at and steer jobs.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
-                "timed_out": "magenta", "running": "cyan", "starting": "cyan",
-                "queued": "white"}
-
-
-def _read_inputs(text: str) -> Any:
-    source = "--inputs"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            text, source = path.read_text(), str(path)
-        except OSError as exc:
-            fail(f"cannot read inputs file {path}: {exc.strerror}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
 
 
 def _read_files(specs: list[str]) -> dict[str, Path]:
@@ -74,7 +65,7 @@ def submit(
     """
     labels = dict(item.split("=", 1) for item in label or [] if "=" in item)
     files = _read_files(file or [])
-    values = _read_inputs(inputs)
+    values = read_inputs(inputs)
     if files and not isinstance(values, dict):
         fail("--inputs must be a JSON object when --file is given")
     client = client_or_exit()

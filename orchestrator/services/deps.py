@@ -7,7 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.domain.backoff import BackoffPolicy
-from orchestrator.ports import CallbackSender, Clock, JobStore, ProviderRegistry, Scheduler
+from orchestrator.ports import (
+    CallbackSender,
+    Clock,
+    JobStore,
+    ProviderRegistry,
+    Scheduler,
+    ScheduleStore,
+)
 
 # A message that arrives this much before its step is due is an early duplicate (the step
 # was rescheduled later after it was sent): it is dropped, and the later one does the work.
@@ -52,6 +59,7 @@ class Deps:
     # Secrets that sign callbacks to a job's own callback_url (several while rotating).
     signing_secrets: Sequence[str] = field(default=(), repr=False)
     rng: random.Random = field(default_factory=random.Random)
+    schedules: ScheduleStore | None = None
 
     def policy(self, provider: str) -> ProviderPolicy:
         return self.policies.get(provider, ProviderPolicy())

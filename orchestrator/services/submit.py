@@ -55,19 +55,26 @@ def canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def submit_job(spec: JobSpec, deps: Deps, *, owner: str | None = None) -> Submitted:
+def new_job(spec: JobSpec, deps: Deps, now: float, *, owner: str | None = None,
+            schedule_id: str | None = None) -> NewJob:
+    """A checked spec as the job to insert; ``SubmitRejected`` if it cannot be accepted."""
     provider = _check(spec, deps)
     request_hash = hashlib.sha256(canonical_json(_hashable(spec))).hexdigest()
-    if spec.idempotency_key and owner:
-        earlier = deps.store.find_by_idempotency_key(owner, spec.idempotency_key)
-        if earlier is not None:
-            return _replay(earlier, request_hash)
-    now = deps.clock.now()
-    new = NewJob(
+    return NewJob(
         id=new_id("job", now), workflow=spec.workflow, provider=provider, inputs=spec.inputs,
         path=spec.path, owner=owner, idempotency_key=spec.idempotency_key,
         request_hash=request_hash, priority=spec.priority, labels=dict(spec.labels),
-        callback_url=spec.callback_url, timeout_s=spec.timeout_s, retries=spec.retries)
+        callback_url=spec.callback_url, timeout_s=spec.timeout_s, retries=spec.retries,
+        schedule_id=schedule_id)
+
+
+def submit_job(spec: JobSpec, deps: Deps, *, owner: str | None = None) -> Submitted:
+    now = deps.clock.now()
+    new = new_job(spec, deps, now, owner=owner)
+    if spec.idempotency_key and owner:
+        earlier = deps.store.find_by_idempotency_key(owner, spec.idempotency_key)
+        if earlier is not None:
+            return _replay(earlier, new.request_hash)
     try:
         job = deps.store.add_job(new, now)
     except AlreadyExists:
@@ -75,16 +82,22 @@ def submit_job(spec: JobSpec, deps: Deps, *, owner: str | None = None) -> Submit
         if spec.idempotency_key and owner:
             earlier = deps.store.find_by_idempotency_key(owner, spec.idempotency_key)
             if earlier is not None:
-                return _replay(earlier, request_hash)
+                return _replay(earlier, new.request_hash)
         raise
+    hand_out_launch(job, deps)
+    return Submitted(job, created=True)
+
+
+def hand_out_launch(job: Job, deps: Deps) -> None:
+    """Send a new job's launch. The job is recorded either way: if the broker is
+    unreachable, the sweep sends the launch once it is back."""
     try:
         deps.scheduler.schedule([Launch(job.id)])
-    except Exception:  # the broker is unreachable: the job is recorded all the same
+    except Exception:
         # Answering with an error now would make a client without an idempotency key
-        # submit the job again. The sweep sends the launch once the broker is back.
+        # submit the job again.
         log.warning("job %s accepted; its launch is left to the sweep (broker unreachable)",
                     job.id, exc_info=True)
-    return Submitted(job, created=True)
 
 
 def _spec_problem(spec: JobSpec) -> str | None:
@@ -109,7 +122,7 @@ def _hashable(spec: JobSpec) -> dict[str, object]:
     return data
 
 
-def _replay(earlier: Job, request_hash: str) -> Submitted:
+def _replay(earlier: Job, request_hash: str | None) -> Submitted:
     if earlier.request_hash != request_hash:
         raise SubmitRejected(
             "idempotency_conflict",

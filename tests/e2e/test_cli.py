@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from orchestrator.adapters.store.engine import make_engine
+from orchestrator.adapters.store.repository import SqlStore
+from orchestrator.bootstrap import SystemClock
+from orchestrator.devstack import Stack, StackOptions
+from orchestrator.services.tokens import create_token
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +79,81 @@ def test_client_commands_explain_an_unreachable_api(tmp_path: Path) -> None:
 def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
     for command in (["dev"], ["demo"], ["api"], ["migrate"], ["sandbox"], ["submit"],
                     ["tokens", "create"], ["jobs", "list"], ["jobs", "show"], ["jobs", "logs"],
-                    ["jobs", "cancel"], ["jobs", "retry"]):
+                    ["jobs", "cancel"], ["jobs", "retry"], ["schedules", "add"],
+                    ["schedules", "list"], ["schedules", "show"], ["schedules", "pause"],
+                    ["schedules", "resume"], ["schedules", "trigger"],
+                    ["schedules", "remove"]):
         done = run(*command, "--help", cwd=tmp_path)
         assert done.returncode == 0, command
         assert "Example" in done.stdout, command
+
+
+@pytest.fixture(scope="module")
+def api_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The API (with Redis and the sandbox, no worker or beat) and the client's environment."""
+    with Stack(StackOptions(workdir=tmp_path_factory.mktemp("stack"), workers=0,
+                            beat=False)) as stack:
+        assert stack.settings is not None
+        engine = make_engine(stack.settings.database.url)
+        token, _ = create_token("cli", SqlStore(engine), SystemClock())
+        engine.dispose()
+        # COLUMNS: a wide table, so no cell is cut short.
+        yield {"ORCHESTRATOR_URL": stack.api_url, "ORCHESTRATOR_TOKEN": token,
+               "COLUMNS": "200"}
+
+
+def test_schedules_add_list_show_pause_resume_trigger_remove(tmp_path: Path,
+                                                             api_env: dict[str, str]) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run("schedules", *args, cwd=tmp_path, env=api_env)
+
+    added = cli("add", "nightly", "sandbox/echo", "--cron", "0 2 * * *", "--timezone",
+                "Europe/Berlin", "--inputs", '{"a": 1}', "--label", "team=x",
+                "--overlap", "buffer_one")
+    assert added.returncode == 0, added.stderr
+    assert "schedule nightly added: next fire" in added.stdout
+    assert " 02:00:00 CE" in added.stdout and "(in " in added.stdout
+    assert cli("add", "heartbeat", "sandbox/echo", "--every", "1h", "--paused").returncode == 0
+
+    both = cli("add", "x", "sandbox/echo", "--cron", "0 2 * * *", "--every", "5m")
+    assert both.returncode == 1 and "exactly one of --cron" in both.stderr
+    again = cli("add", "nightly", "sandbox/echo", "--every", "5m")
+    assert again.returncode == 1 and "HTTP 409 already_exists" in again.stderr
+    bad = cli("add", "other", "sandbox/echo", "--cron", "0 25 * * *")
+    assert bad.returncode == 1 and "HTTP 422" in bad.stderr and "0 25 * * *" in bad.stderr
+    unknown = cli("add", "other", "nope/echo", "--every", "5m")
+    assert unknown.returncode == 1 and "provider 'nope'" in unknown.stderr
+
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    nightly = next(line for line in listed.stdout.splitlines() if "nightly" in line)
+    for part in ("cron 0 2 * * *", "Europe/Berlin", "02:00:00", "(in ", "buffer_one",
+                 "latest", "active"):
+        assert part in nightly, (part, nightly)
+    heartbeat = next(line for line in listed.stdout.splitlines() if "heartbeat" in line)
+    assert "every 1h" in heartbeat and "paused" in heartbeat
+    as_json = json.loads(cli("list", "--json").stdout)
+    assert [s["name"] for s in as_json] == ["heartbeat", "nightly"]
+    assert as_json[1]["labels"] == {"team": "x"} and as_json[1]["job"]["inputs"] == {"a": 1}
+
+    triggered = cli("trigger", "nightly")
+    assert triggered.returncode == 0, triggered.stderr
+    job_id = triggered.stdout.strip()
+    assert job_id.startswith("job_") and "\n" not in job_id
+    shown = cli("show", "nightly")
+    assert shown.returncode == 0, shown.stderr
+    assert job_id in shown.stdout and "manual" in shown.stdout and "fired" in shown.stdout
+    detail = json.loads(cli("show", "nightly", "--json").stdout)
+    assert detail["slots"][0]["job_id"] == job_id
+
+    paused = cli("pause", "nightly")
+    assert paused.returncode == 0 and "schedule nightly paused" in paused.stdout
+    assert json.loads(cli("show", "nightly", "--json").stdout)["paused"] is True
+    resumed = cli("resume", "nightly")
+    assert resumed.returncode == 0 and "resumed: next fire" in resumed.stdout
+
+    removed = cli("remove", "nightly")
+    assert removed.returncode == 0 and "schedule nightly removed" in removed.stdout
+    gone = cli("show", "nightly")
+    assert gone.returncode == 1 and "HTTP 404 not_found" in gone.stderr
+    assert cli("remove", "nightly").returncode == 1

@@ -45,7 +45,7 @@ _JOB_FIELDS = set(Job.__dataclass_fields__)
 changes = logging.getLogger("orchestrator.jobs")
 
 
-def _job(row: Row[Any]) -> Job:
+def job_from_row(row: Row[Any]) -> Job:
     data = {k: v for k, v in row._mapping.items() if k in _JOB_FIELDS}
     data["status"] = JobStatus(data["status"])
     data["labels"] = data.get("labels") or {}
@@ -56,7 +56,9 @@ def _delivery(row: Row[Any]) -> Delivery:
     return Delivery(**dict(row._mapping))
 
 
-class SqlStore:
+class Transactions:
+    """Short transactions on one engine: writes take SQLite's write lock up front."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -70,32 +72,39 @@ class SqlStore:
         with self.engine.connect() as conn:
             yield conn
 
+
+def insert_job(conn: Connection, new: NewJob, now: float) -> Job:
+    """Insert a queued job and its first history row, in the caller's transaction."""
+    values = {**new.__dict__, "labels": dict(new.labels), "status": JobStatus.QUEUED.value,
+              "created_at": now, "updated_at": now, "next_action_at": now}
+    row = conn.execute(insert(jobs).values(**values).returning(*jobs.c)).one()
+    conn.execute(insert(job_events).values(
+        job_id=new.id, attempt=1, event="submit", status="queued", at=now))
+    return job_from_row(row)
+
+
+class SqlStore(Transactions):
     # jobs ---------------------------------------------------------------------------------
 
     def add_job(self, new: NewJob, now: float) -> Job:
-        values = {**new.__dict__, "labels": dict(new.labels), "status": JobStatus.QUEUED.value,
-                  "created_at": now, "updated_at": now, "next_action_at": now}
         try:
             with self._write() as conn:
-                row = conn.execute(insert(jobs).values(**values).returning(*jobs.c)).one()
-                conn.execute(insert(job_events).values(
-                    job_id=new.id, attempt=1, event="submit", status="queued", at=now))
+                job = insert_job(conn, new, now)
         except IntegrityError:
             raise AlreadyExists(f"idempotency key '{new.idempotency_key}' is taken") from None
-        job = _job(row)
-        _log_change(job, "submit")
+        log_change(job, "submit")
         return job
 
     def get_job(self, job_id: str) -> Job | None:
         with self._read() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
         query = select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
         with self._read() as conn:
             row = conn.execute(query).one_or_none()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     def move(self, change: JobChange, now: float) -> Job | None:
         step = transition(change.event)
@@ -115,8 +124,8 @@ class SqlStore:
                 job_id=change.job_id, attempt=row.attempt, event=change.event.value,
                 status=step.target.value, at=now, detail=change.detail))
             self._insert_deliveries(conn, change.deliveries, now)
-        job = _job(row)
-        _log_change(job, change.event.value)
+        job = job_from_row(row)
+        log_change(job, change.event.value)
         return job
 
     def update_job(
@@ -156,7 +165,7 @@ class SqlStore:
         if after is not None:
             query = query.where(jobs.c.id < after)
         with self._read() as conn:
-            return [_job(row) for row in conn.execute(query)]
+            return [job_from_row(row) for row in conn.execute(query)]
 
     def count_by_status(self, *, label: tuple[str, str] | None = None) -> dict[str, int]:
         query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
@@ -178,7 +187,7 @@ class SqlStore:
                         jobs.c.next_action_at < now)
                  .order_by(jobs.c.next_action_at).limit(limit))
         with self._read() as conn:
-            return [_job(row) for row in conn.execute(query)]
+            return [job_from_row(row) for row in conn.execute(query)]
 
     def run_claimed(self, provider: str, run_id: str) -> bool:
         query = select(jobs.c.id).where(jobs.c.provider == provider, jobs.c.run_id == run_id)
@@ -316,7 +325,7 @@ class SqlStore:
             return conn.execute(statement).rowcount == 1
 
 
-def _log_change(job: Job, event: str) -> None:
+def log_change(job: Job, event: str) -> None:
     changes.info("job %s %s: now %s (%s, attempt %d)", job.id, event, job.status.value,
                  job.workflow, job.attempt,
                  extra={"job_id": job.id, "workflow": job.workflow, "provider": job.provider,

@@ -40,7 +40,7 @@ class JobRow(SQLModel, table=True):
     launch_tries: int = 0
     launch_sent_at: float | None = None
     batch_id: str | None = Field(default=None, index=True, max_length=40)
-    schedule_id: str | None = Field(default=None, max_length=40)
+    schedule_id: str | None = Field(default=None, index=True, max_length=40)
     owner: str | None = Field(default=None, max_length=40)
     idempotency_key: str | None = Field(default=None, max_length=255)
     request_hash: str | None = Field(default=None, max_length=64)
@@ -112,8 +112,52 @@ class TokenRow(SQLModel, table=True):
     revoked_at: float | None = None
 
 
+class ScheduleRow(SQLModel, table=True):
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_paused_next_fire_at", "paused", "next_fire_at"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(unique=True, max_length=100)
+    cron: str | None = Field(default=None, max_length=200)
+    every: str | None = Field(default=None, max_length=40)
+    timezone: str = Field(max_length=64)
+    job: Any = Field(sa_column=Column(JSON, nullable=False))
+    labels: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    paused: bool = False
+    overlap: str = Field(max_length=16)
+    catchup: str = Field(max_length=16)
+    catchup_window_s: float
+    source: str = Field(max_length=16)
+    config_hash: str | None = Field(default=None, max_length=64)
+    note: str | None = None
+    cursor_at: float
+    next_fire_at: float | None = None
+    created_at: float
+    updated_at: float
+
+
+class ScheduleSlotRow(SQLModel, table=True):
+    __tablename__ = "schedule_slots"
+    __table_args__ = (
+        # The exactly-once guard: one row per slot, whichever beat gets there first.
+        UniqueConstraint("schedule_id", "slot_at", "trigger", name="uq_schedule_slots_slot"),
+        Index("ix_schedule_slots_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: str = Field(max_length=40)
+    slot_at: float
+    trigger: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    job_id: str | None = Field(default=None, max_length=40)
+    reason: str | None = None
+    recorded_at: float
+
+
 jobs = SQLModel.metadata.tables["jobs"]
 job_events = SQLModel.metadata.tables["job_events"]
 deliveries = SQLModel.metadata.tables["deliveries"]
 delivery_attempts = SQLModel.metadata.tables["delivery_attempts"]
 api_tokens = SQLModel.metadata.tables["api_tokens"]
+schedules = SQLModel.metadata.tables["schedules"]
+schedule_slots = SQLModel.metadata.tables["schedule_slots"]
