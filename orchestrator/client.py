@@ -13,6 +13,7 @@ import builtins
 import json
 import mimetypes
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -295,7 +296,14 @@ def _decoded(data: str) -> Any:
         return data
 
 
+SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
 def _schedule_path(name: str) -> str:
+    # Checked here: '.' or '..' would be read as path segments and reach another route.
+    if not SCHEDULE_NAME.match(name):
+        raise ClientError(f"'{name}' is not a schedule name: letters, digits, '.', '_' and "
+                          "'-', starting with a letter or digit", code="invalid_name")
     return f"/v1/schedules/{quote(name, safe='')}"
 
 

@@ -6,7 +6,7 @@ import json
 import time
 from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.markup import escape
@@ -225,7 +225,7 @@ def _local(value: str | None, timezone: str) -> str:
         return escape(value)
     try:
         zone = ZoneInfo(timezone)
-    except (ValueError, OSError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # older tzdata here than the API's
         zone = ZoneInfo("UTC")
     return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 

@@ -31,7 +31,7 @@ from orchestrator.domain.schedule import (
 from orchestrator.ports import AlreadyExists
 from orchestrator.services.cancel import CancelRefused, cancel_job
 from orchestrator.services.deps import Deps
-from orchestrator.services.schedules import slot_job, store_of
+from orchestrator.services.schedules import ScheduleRefused, slot_job, store_of
 from orchestrator.services.submit import hand_out_launch
 
 log = logging.getLogger("orchestrator.schedules")
@@ -121,10 +121,11 @@ def _make_job(schedule: Schedule, slot: NewSlot, deps: Deps) -> Job | str | None
     now = deps.clock.now()
     try:
         new = slot_job(schedule, deps, now)
-    except ValueError as exc:
+    except ScheduleRefused as refused:
         log.error("schedule %s: slot %s cannot make its job: %s", schedule.name,
-                  _iso(slot.slot_at), exc)
-        return _record(NewSlot(schedule.id, slot.slot_at, "failed", reason=str(exc)), deps)
+                  _iso(slot.slot_at), refused.message)
+        failed = NewSlot(schedule.id, slot.slot_at, "failed", reason=refused.message)
+        return _record(failed, deps)
     try:
         job = store_of(deps).record_slot(slot, new, now)
     except AlreadyExists:
@@ -153,7 +154,7 @@ def _release(schedule: Schedule, slot: Slot, deps: Deps) -> str:
     now = deps.clock.now()
     try:
         new = slot_job(schedule, deps, now)
-    except ValueError:
+    except ScheduleRefused:
         return ""  # left buffered; the error is logged when a slot fires or fails
     job = store_of(deps).release_slot(slot.id, new, now)
     if job is None:

@@ -36,6 +36,7 @@ from orchestrator.services.submit import (
 )
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_LABELS = 50  # as many as a job submitted through the API may carry
 TEMPLATE_FIELDS = frozenset(JobSpec.__dataclass_fields__) - {"idempotency_key"}
 
 
@@ -91,6 +92,9 @@ def template_spec(template: Mapping[str, Any], labels: Mapping[str, str]) -> Job
     if problem:
         raise ValueError(f"job template: {problem}")
     merged = {**labels, **template.get("labels", {})}
+    if len(merged) > MAX_LABELS:
+        raise ValueError(f"the schedule's and the template's labels come to {len(merged)}; "
+                         f"a job takes at most {MAX_LABELS}")
     return JobSpec(**{**template, "labels": merged})
 
 
@@ -125,10 +129,22 @@ def _is_labels(value: object) -> bool:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
-def _check(spec: ScheduleSpec, deps: Deps) -> None:
+def _check(spec: ScheduleSpec, deps: Deps, *, template: bool = True) -> None:
+    """``template``: also check that the job template can make a job with the providers
+    configured now (left out when only a schedule's timing or policies change, so a
+    schedule whose provider went away can still be paused)."""
     try:
         check_definition(spec)
-        new_job(template_spec(spec.job, spec.labels), deps, deps.clock.now())
+    except ValueError as exc:
+        raise ScheduleRefused(422, "invalid_schedule", str(exc)) from None
+    if template:
+        _job_from(spec.job, spec.labels, deps, deps.clock.now(), None)
+
+
+def _job_from(template: Mapping[str, Any], labels: Mapping[str, str], deps: Deps, now: float,
+              schedule_id: str | None) -> NewJob:
+    try:
+        return new_job(template_spec(template, labels), deps, now, schedule_id=schedule_id)
     except ValueError as exc:
         raise ScheduleRefused(422, "invalid_schedule", str(exc)) from None
     except SubmitRejected as rejected:
@@ -181,7 +197,8 @@ def update_schedule(name: str, changes: Mapping[str, Any], deps: Deps, *,
     if "every" in changes and changes["every"] is not None:
         changes.setdefault("cron", None)
     spec = replace(spec_of(current), **changes)
-    _check(spec, deps)
+    resumes = current.paused and not spec.paused
+    _check(spec, deps, template="job" in changes or "labels" in changes or resumes)
     now = deps.clock.now()
     values: dict[str, object] = {k: v for k, v in asdict(spec).items() if k != "name"}
     values.update(extra or {})
@@ -199,13 +216,9 @@ def update_schedule(name: str, changes: Mapping[str, Any], deps: Deps, *,
 
 
 def slot_job(schedule: Schedule, deps: Deps, now: float) -> NewJob:
-    """The job one slot of the schedule makes; ValueError saying why none can be made (its
-    provider is no longer configured, say)."""
-    try:
-        return new_job(template_spec(schedule.job, schedule.labels), deps, now,
-                       schedule_id=schedule.id)
-    except SubmitRejected as rejected:
-        raise ValueError(rejected.message) from None
+    """The job one slot of the schedule makes; ``ScheduleRefused`` saying why none can be
+    made (its provider is no longer configured, say)."""
+    return _job_from(schedule.job, schedule.labels, deps, now, schedule.id)
 
 
 def delete_schedule(name: str, deps: Deps) -> None:
@@ -218,10 +231,7 @@ def trigger_schedule(name: str, deps: Deps) -> Job:
     manual slot, recorded with the others."""
     schedule = get_schedule(name, deps)
     now = deps.clock.now()
-    try:
-        new = slot_job(schedule, deps, now)
-    except ValueError as exc:
-        raise ScheduleRefused(422, "invalid_schedule", f"job template: {exc}") from None
+    new = slot_job(schedule, deps, now)
     for nudge in range(10):
         # Manual slots are keyed by the time of the request; two requests within one tick
         # of a coarse clock are told apart by a microsecond.

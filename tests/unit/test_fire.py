@@ -335,3 +335,24 @@ def test_cron_plans_keep_the_newest_slots(cron: str, elapsed: float, catchup: An
     recorded = sorted(plan.on_time + plan.catch_up + plan.missed)
     expected = list(takewhile(lambda s: s <= now, rule.slots(max(cursor, now - 86400))))
     assert recorded == expected[-MAX_SLOTS_PER_TICK:]
+
+
+def test_a_schedule_whose_provider_went_away_can_be_paused_but_not_resumed() -> None:
+    deps = deps_at()
+    schedule(deps)
+    assert deps.schedules is not None
+    deps.schedules.update_schedule("s", {"job": {"workflow": "gone/echo"}}, 0)
+    assert update_schedule("s", {"paused": True, "overlap": "allow"}, deps).paused
+    for attempt in (lambda: update_schedule("s", {"paused": False}, deps),
+                    lambda: trigger_schedule("s", deps)):
+        with pytest.raises(ScheduleRefused) as refused:
+            attempt()
+        assert (refused.value.status, refused.value.code) == (422, "unknown_provider")
+
+
+def test_the_schedules_and_templates_labels_together_are_capped_as_a_jobs() -> None:
+    deps = deps_at()
+    many = {f"s{i}": "x" for i in range(30)}
+    more = {f"t{i}": "x" for i in range(30)}
+    with pytest.raises(ScheduleRefused, match="come to 60; a job takes at most 50"):
+        schedule(deps, labels=many, job={**JOB, "labels": more})
