@@ -10,6 +10,7 @@ import os
 import random
 import time
 from functools import cached_property
+from typing import Any
 
 import httpx
 import redis
@@ -18,7 +19,9 @@ from orchestrator.adapters.celery_app import CeleryScheduler, make_celery
 from orchestrator.adapters.http.callbacks import HttpCallbackSender
 from orchestrator.adapters.http.client import make_http_client
 from orchestrator.adapters.providers.registry import ConfiguredProviders
+from orchestrator.adapters.redis.delayed import RedisDelayQueue
 from orchestrator.adapters.redis.embargo import RedisEmbargoes
+from orchestrator.adapters.redis.limiter import RedisRateLimiter
 from orchestrator.adapters.redis.metrics import RedisMetrics
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.repository import SqlStore
@@ -36,9 +39,13 @@ class SystemClock:
 
 
 class Container:
-    def __init__(self, settings: Settings, *, scheduler: Scheduler | None = None) -> None:
+    def __init__(self, settings: Settings, *, scheduler: Scheduler | None = None,
+                 celery_app: Any = None) -> None:
+        """``celery_app``: the process's own Celery app (a worker's or beat's), to send
+        through instead of a producer app of our own."""
         self.settings = settings
         self._scheduler = scheduler
+        self._celery_app = celery_app
         self.pid = os.getpid()
         # Whatever this process logs from now on is scrubbed of the settings' secrets.
         register_settings_secrets(settings)
@@ -76,15 +83,25 @@ class Container:
     @cached_property
     def providers(self) -> ConfiguredProviders:
         return ConfiguredProviders(self.settings.providers, self.http, self.embargoes,
-                                   metrics=self.metrics)
+                                   metrics=self.metrics, limiter=self.limiter)
+
+    @cached_property
+    def limiter(self) -> RedisRateLimiter:
+        """Our own limits on each runtime (``rate_limits``), shared by every process."""
+        return RedisRateLimiter(self.redis)
 
     @cached_property
     def celery(self):  # type: ignore[no-untyped-def]
-        return make_celery(self.settings, name="orchestrator-producer")
+        return self._celery_app or make_celery(self.settings, name="orchestrator-producer")
 
     @cached_property
     def scheduler(self) -> Scheduler:
-        return self._scheduler or CeleryScheduler(self.celery)
+        return self._scheduler or self.celery_scheduler
+
+    @cached_property
+    def celery_scheduler(self) -> CeleryScheduler:
+        """Steps due now go to the broker; later ones wait in Redis' delay queue."""
+        return CeleryScheduler(self.celery, RedisDelayQueue(self.redis))
 
     @cached_property
     def deps(self) -> Deps:
@@ -98,7 +115,9 @@ class Container:
             clock=SystemClock(),
             sender=MeasuredSender(HttpCallbackSender(self.http, settings.callbacks.timeout_s),
                                   self.metrics),
-            policies={name: ProviderPolicy(p.poll.policy(), p.run_timeout_s)
+            policies={name: ProviderPolicy(p.poll.policy(), p.run_timeout_s,
+                                           max_in_flight=p.max_in_flight,
+                                           trigger_limit=p.rate_limits.trigger)
                       for name, p in settings.providers.items()},
             limits=Limits(
                 max_input_bytes=settings.jobs.max_input_bytes,

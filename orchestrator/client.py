@@ -15,7 +15,7 @@ import mimetypes
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +26,11 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 UPLOAD_TIMEOUT_S = 300.0  # a 50 MiB file over a slow link
 MAX_RECONNECTS = 5  # consecutive failed attempts to reopen an event stream before giving up
+# The API's limits on one batch: jobs, and (by default, ``[jobs] max_batch_bytes``) bytes; a
+# client splits a larger list by some margin under the latter.
+MAX_BATCH_JOBS = 10_000
+MAX_BATCH_BYTES = 48 * 1024 * 1024
+UploadProgress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 # Keyword arguments of ``create_schedule`` that belong to the schedule, not its job template.
 SCHEDULE_FIELDS = frozenset({"labels", "paused", "overlap", "catchup", "catchup_window_s"})
 
@@ -56,13 +61,17 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise _unreachable(self.url, exc) from None
         if response.status_code >= 400:
             raise _error(response)
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -185,6 +194,79 @@ class Client:
             time.sleep(interval_s)
 
 
+    # batches --------------------------------------------------------------------------------
+
+    def submit_batch(self, jobs: Sequence[Mapping[str, Any]], *,
+                     defaults: Mapping[str, Any] | None = None,
+                     callback_url: str | None = None, labels: Mapping[str, str] | None = None,
+                     idempotency_key: str | None = None,
+                     on_upload: UploadProgress | None = None) -> dict[str, Any]:
+        """Submit 1 to 10,000 jobs (job specs as dicts) as one batch: all are accepted or
+        none. Each job takes the ``defaults`` it does not set itself, ``labels`` under its
+        own, and ``callback_url`` if it names none. Returns ``{"id", "job_ids", "created"}``
+        (job ids in input order; ``created`` is False when an earlier batch with the same
+        ``idempotency_key`` and jobs was returned). ``on_upload(sent, total)`` is called as
+        the request body's bytes go out. More jobs: ``submit_batches``."""
+        batch = _BatchBody([_encoded(job) for job in jobs], defaults=defaults,
+                           callback_url=callback_url, labels=labels,
+                           idempotency_key=idempotency_key)
+        return self._post_batch(batch, on_upload)
+
+    def submit_batches(self, jobs: Sequence[Mapping[str, Any]], *,
+                       idempotency_key: str | None = None, chunk_size: int = MAX_BATCH_JOBS,
+                       max_bytes: int = MAX_BATCH_BYTES,
+                       on_jobs_sent: UploadProgress | None = None,
+                       **fields: Any) -> Iterator[dict[str, Any]]:
+        """Any number of jobs as consecutive batches of at most ``chunk_size`` jobs and
+        ``max_bytes`` of body each, yielding each batch's answer (as ``submit_batch``, plus
+        ``first``: the index of its first job) as it is accepted. With more than one batch,
+        batch n's key is ``<idempotency_key>-n``, so submitting the same jobs again with the
+        same key makes no new job. ``on_jobs_sent(sent, total)`` follows the upload in
+        jobs (estimated within a batch). ``fields``: ``defaults``, ``callback_url``,
+        ``labels``."""
+        chunks = _chunked([_encoded(job) for job in jobs], chunk_size, max_bytes)
+        first = 0
+        for number, chunk in enumerate(chunks, start=1):
+            key = idempotency_key
+            if key and len(chunks) > 1:
+                key = f"{key}-{number}"
+            batch = _BatchBody(chunk, idempotency_key=key, **fields)
+            progress = None
+            if on_jobs_sent is not None:
+                progress = _in_jobs(on_jobs_sent, first, len(chunk), len(jobs))
+            result = self._post_batch(batch, progress)
+            yield {**result, "first": first}
+            first += len(chunk)
+
+    def _post_batch(self, batch: _BatchBody, on_upload: UploadProgress | None) -> dict[str, Any]:
+        body = batch.encode()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        content: bytes | Iterator[bytes] = body
+        if on_upload is not None:
+            content = _reporting(body, on_upload)
+        response = self._send("POST", "/v1/batches", content=content, headers=headers,
+                              timeout=UPLOAD_TIMEOUT_S)
+        result: dict[str, Any] = response.json()
+        return {**result, "created": response.status_code == 201}
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        """The batch: ``total``, ``counts`` by state, ``done``, ``created_at``,
+        ``finished_at``. Its jobs: ``list(batch_id=…)``."""
+        result: dict[str, Any] = self._call("GET", f"/v1/batches/{quote(batch_id, safe='')}")
+        return result
+
+    def wait_batch(self, batch_id: str, *, timeout_s: float | None = None,
+                   interval_s: float = 1.0) -> dict[str, Any]:
+        """Poll until every job of the batch has ended; TimeoutError after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            batch = self.get_batch(batch_id)
+            if batch["done"]:
+                return batch
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} has not ended after {timeout_s}s")
+            time.sleep(interval_s)
+
     # schedules ------------------------------------------------------------------------------
 
     def create_schedule(self, name: str, workflow: str, inputs: object = None, *,
@@ -208,6 +290,11 @@ class Client:
                 **given}
         result: dict[str, Any] = self._call("POST", "/v1/schedules", json=body)
         return result
+
+    def providers(self) -> builtins.list[dict[str, Any]]:
+        """The configured providers: limits, what is left of each, in flight, queued."""
+        items: builtins.list[dict[str, Any]] = self._call("GET", "/v1/providers")["items"]
+        return items
 
     def list_schedules(self) -> builtins.list[dict[str, Any]]:
         """Every schedule, by name."""
@@ -242,6 +329,64 @@ class Client:
         """Submit the schedule's job now (even if paused); the job."""
         result: dict[str, Any] = self._call("POST", _schedule_path(name) + "/trigger")
         return result
+
+
+class _BatchBody:
+    """A batch request built from jobs already encoded one by one (so a long list is
+    encoded once, then cut into batches by count and size)."""
+
+    def __init__(self, jobs: builtins.list[bytes], *,
+                 defaults: Mapping[str, Any] | None = None, callback_url: str | None = None,
+                 labels: Mapping[str, str] | None = None,
+                 idempotency_key: str | None = None) -> None:
+        self.jobs = jobs
+        self.fields = {k: v for k, v in (("defaults", defaults), ("callback_url", callback_url),
+                                         ("labels", labels),
+                                         ("idempotency_key", idempotency_key))
+                       if v is not None}
+
+    def encode(self) -> bytes:
+        rest = _encoded(self.fields)[1:-1]
+        return b'{"jobs":[' + b",".join(self.jobs) + b"]" + (b"," + rest if rest else b"") + b"}"
+
+
+def _encoded(value: object) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ClientError(f"a job cannot be sent as JSON: {exc}", code="invalid_job") from None
+
+
+def _chunked(jobs: builtins.list[bytes], count: int,
+             max_bytes: int) -> builtins.list[builtins.list[bytes]]:
+    chunks: builtins.list[builtins.list[bytes]] = []
+    current: builtins.list[bytes] = []
+    size = 0
+    for job in jobs:
+        if current and (len(current) >= count or size + len(job) + 1 > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(job)
+        size += len(job) + 1
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _in_jobs(on_jobs_sent: UploadProgress, first: int, count: int,
+             total: int) -> UploadProgress:
+    def on_upload(sent: int, size: int) -> None:
+        on_jobs_sent(first + count * sent // max(size, 1), total)
+
+    return on_upload
+
+
+def _reporting(body: bytes, on_upload: UploadProgress) -> Iterator[bytes]:
+    step = 256 * 1024
+    for start in range(0, len(body), step):
+        yield body[start:start + step]
+        on_upload(min(start + step, len(body)), len(body))
 
 
 class _Resume:

@@ -253,6 +253,9 @@ class JobSettings(_Section):
     """Limits and timings of job handling (not in PRODUCT.md's example; all optional)."""
 
     max_input_bytes: int = Field(1_048_576, gt=0)
+    # The largest body of one ``POST /v1/batches`` (up to 10,000 jobs): 64 MiB by default,
+    # about 6.5 KiB of inputs per job of a full batch. Larger batches are sent in parts.
+    max_batch_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # A claimed launch is owned for this long; after it a sweep may take it over.
     # Renewed before each remote call, so it must outlast one call (connect + read time-outs)
     # and a database wait with room to spare.

@@ -50,6 +50,9 @@ class StackOptions:
     reconcile_settle_s: float = 5.0
     # Appended to the generated orchestrator.toml (more providers, say).
     extra_config: str = ""
+    # Our own limits on both sandbox providers, e.g. {"trigger": "20/2s"}, and their cap.
+    rate_limits: dict[str, str] = field(default_factory=dict)
+    max_in_flight: int | None = None
     fresh: bool = False  # wipe the work directory first
     # Extra environment for the stack's processes (ORCHESTRATOR_LOG_FORMAT=json, say).
     env: dict[str, str] = field(default_factory=dict)
@@ -61,8 +64,11 @@ def render_config(options: StackOptions, redis_url: str, sandbox_url: str) -> st
             f"max_s = {options.poll_max_s}, jitter = 0.2 }}")
     retry = ", ".join(str(s) for s in options.callback_retry_s)
     key_file = workdir / "sandbox_key"
+    limits = ", ".join(f'{op} = "{rate}"' for op, rate in options.rate_limits.items())
     provider = ('type = "sandbox"\nbase_url = "{url}"\napi_key = "file:{key_file}"\n'
-                'run_timeout_s = 600\nresult_wait_s = 0\npoll = {poll}\n')
+                'run_timeout_s = 600\nresult_wait_s = 0\npoll = {poll}\n'
+                + (f"rate_limits = {{{{ {limits} }}}}\n" if limits else "")
+                + (f"max_in_flight = {options.max_in_flight}\n" if options.max_in_flight else ""))
     return f"""# Written by `orchestrator dev`: the embedded default. Edit a copy, not this file.
 [database]
 url = "sqlite:///{workdir}/orchestrator.db"

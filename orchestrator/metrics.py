@@ -27,6 +27,7 @@ LAUNCHES = "orchestrator_launches_total"  # provider, outcome
 POLLS = "orchestrator_polls_total"  # provider, outcome
 RATE_LIMIT_WAITS = "orchestrator_rate_limit_waits_total"  # provider, operation
 RESPONSES_429 = "orchestrator_provider_responses_429_total"  # provider, operation
+THROTTLED = "orchestrator_throttled_total"  # provider, operation
 DELIVERIES = "orchestrator_callback_deliveries_total"  # outcome
 SCHEDULE_SLOTS = "orchestrator_schedule_slots_total"  # status (fired, skipped, missed…)
 # Histograms, in seconds.
@@ -39,12 +40,14 @@ LABEL_NAMES: dict[str, tuple[str, ...]] = {
     POLLS: ("provider", "outcome"),
     RATE_LIMIT_WAITS: ("provider", "operation"),
     RESPONSES_429: ("provider", "operation"),
+    THROTTLED: ("provider", "operation"),
     DELIVERIES: ("outcome",),
     SCHEDULE_SLOTS: ("status",),
     POLL_LATENCY: ("provider",),
     DELIVERY_LATENCY: (),
 }
-COUNTERS = (LAUNCHES, POLLS, RATE_LIMIT_WAITS, RESPONSES_429, DELIVERIES, SCHEDULE_SLOTS)
+COUNTERS = (LAUNCHES, POLLS, RATE_LIMIT_WAITS, RESPONSES_429, THROTTLED, DELIVERIES,
+            SCHEDULE_SLOTS)
 HISTOGRAMS = (POLL_LATENCY, DELIVERY_LATENCY)
 
 HELP = {
@@ -52,6 +55,7 @@ HELP = {
     POLLS: "Polls by the job's provider and what they came to.",
     RATE_LIMIT_WAITS: "Provider requests held back because the runtime asked us to wait.",
     RESPONSES_429: "HTTP 429 answers from a provider, by operation.",
+    THROTTLED: "Provider requests held back by our own rate limit until their turn.",
     DELIVERIES: "Callback delivery attempts by outcome.",
     SCHEDULE_SLOTS: "Schedule slots recorded by beat, by what became of them.",
     POLL_LATENCY: "Duration of one provider poll (read) request.",

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from orchestrator.domain.job import LaunchRequest, RunStatus
+from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.domain.records import (
     Action,
+    Batch,
+    BatchProgress,
     Delivery,
     DeliveryAttempt,
     Job,
@@ -126,6 +129,29 @@ class Embargoes(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LimiterState:
+    """One limiter as ``orchestrator providers list`` shows it."""
+
+    used: int  # requests granted in the current window
+    remaining: int
+    next_turn_s: float  # 0.0 when a request may go now
+
+
+class RateLimiter(Protocol):
+    """Our own limits on a runtime, shared by every process: per API key and operation, at
+    most ``limit.count`` requests in any window of ``limit.period_s``
+    (``orchestrator.domain.ratelimit``). A request that may not go is not sent: the caller
+    is told when its turn comes and reschedules the work for then."""
+
+    def acquire(self, key: str, operation: str, limit: RateLimit) -> float:
+        """Take a turn now: 0.0 if granted (the request may be sent at once), else the
+        seconds until one may be (nothing taken)."""
+        ...
+
+    def state(self, key: str, operation: str, limit: RateLimit) -> LimiterState: ...
+
+
 class ProviderRegistry(Protocol):
     def get(self, name: str) -> Provider:
         """The provider of that name; KeyError if it is not configured."""
@@ -174,8 +200,25 @@ class JobStore(Protocol):
 
     def count_by_status(self, *, label: tuple[str, str] | None = None) -> dict[str, int]: ...
 
-    def overdue_jobs(self, now: float, limit: int) -> list[Job]:
-        """Active jobs whose next step was due before ``now``: work to hand out again."""
+    def overdue_jobs(self, now: float, limit: int, *,
+                     dispatched_by: Sequence[str] = ()) -> list[Job]:
+        """Active jobs whose next step was due before ``now``: work to hand out again. For
+        the providers in ``dispatched_by`` a queued job not yet handed out is not overdue:
+        it waits for the dispatcher."""
+        ...
+
+    def dispatch_candidates(self, provider: str, now: float, limit: int) -> list[Job]:
+        """The provider's queued jobs due by ``now`` and not handed out, in dispatch order:
+        higher priority first; at one priority, groups (a batch, a schedule, one token's
+        single jobs) take turns, oldest first within each."""
+        ...
+
+    def mark_dispatched(self, job_ids: Sequence[str], now: float) -> None:
+        """Record that these (still queued) jobs' launches were handed out."""
+        ...
+
+    def provider_load(self, provider: str) -> tuple[int, int]:
+        """(jobs starting or running, queued jobs handed out and not yet claimed)."""
         ...
 
     def touch_jobs(self, job_ids: Iterable[str], now: float, *, before: float) -> None:
@@ -185,6 +228,24 @@ class JobStore(Protocol):
         ...
 
     def job_events(self, job_id: str) -> list[Mapping[str, object]]: ...
+
+    def add_batch(self, batch: Batch, jobs: Sequence[NewJob], now: float) -> None:
+        """Insert the batch and all its queued jobs (with their first history rows) in one
+        transaction: all of them or, on any failure, none. ``AlreadyExists`` if the batch's
+        idempotency key, or one of its jobs' keys, is taken."""
+        ...
+
+    def get_batch(self, batch_id: str) -> Batch | None: ...
+
+    def find_batch_by_idempotency_key(self, owner: str, key: str) -> Batch | None: ...
+
+    def batch_job_ids(self, batch_id: str) -> list[str]:
+        """The batch's job ids in input order (they sort that way)."""
+        ...
+
+    def batch_progress(self, batch_id: str) -> BatchProgress:
+        """Its jobs counted by status, and when the last one ended, in one query."""
+        ...
 
     def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 

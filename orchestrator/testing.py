@@ -17,14 +17,23 @@ from orchestrator.domain.ids import new_id
 from orchestrator.domain.job import (
     ACTIVE,
     NEW_ATTEMPT,
+    TERMINAL,
     JobStatus,
     LaunchRequest,
     RemoteState,
     RunStatus,
     transition,
 )
+from orchestrator.domain.ratelimit import (
+    RateLimit,
+    next_turn,
+    promised_turn,
+    window_margin_s,
+)
 from orchestrator.domain.records import (
     Action,
+    Batch,
+    BatchProgress,
     Delivery,
     DeliveryAttempt,
     Job,
@@ -36,7 +45,14 @@ from orchestrator.domain.records import (
     Token,
 )
 from orchestrator.domain.schedule import NewSlot, Schedule, Slot
-from orchestrator.ports import AlreadyExists, Provider, RemoteRun, RunListing, SendResult
+from orchestrator.ports import (
+    AlreadyExists,
+    LimiterState,
+    Provider,
+    RemoteRun,
+    RunListing,
+    SendResult,
+)
 from orchestrator.services.deps import Deps
 
 
@@ -58,6 +74,7 @@ class InMemoryStore:
         self._deliveries: dict[str, Delivery] = {}
         self._attempts: list[DeliveryAttempt] = []
         self._tokens: dict[str, tuple[Token, str]] = {}
+        self._batches: dict[str, Batch] = {}
         self._lock = threading.Lock()
 
     # jobs
@@ -86,6 +103,9 @@ class InMemoryStore:
         with self._lock:
             job = self._jobs.get(change.job_id)
             if job is None or job.status not in step.sources or not _holds(job, change.guard):
+                return None
+            if (change.in_flight_cap is not None
+                    and self._load(job.provider)[0] >= change.in_flight_cap):
                 return None
             values: dict[str, Any] = {**change.values, "status": step.target,
                                       "updated_at": now}
@@ -133,10 +153,53 @@ class InMemoryStore:
             counts[job.status.value] = counts.get(job.status.value, 0) + 1
         return counts
 
-    def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+    def overdue_jobs(self, now: float, limit: int, *,
+                     dispatched_by: Sequence[str] = ()) -> list[Job]:
         due = [j for j in self._jobs.values()
-               if j.status in ACTIVE and j.next_action_at is not None and j.next_action_at < now]
+               if j.status in ACTIVE and j.next_action_at is not None and j.next_action_at < now
+               and not (j.status is JobStatus.QUEUED and j.provider in dispatched_by
+                        and j.dispatched_at is None)]
         return sorted(due, key=lambda j: j.next_action_at or 0)[:limit]
+
+    def dispatch_candidates(self, provider: str, now: float, limit: int) -> list[Job]:
+        waiting = sorted((j for j in self._jobs.values()
+                          if j.provider == provider and j.status is JobStatus.QUEUED
+                          and j.dispatched_at is None
+                          and (j.next_action_at is None or j.next_action_at <= now)),
+                         key=lambda j: j.id)
+        def group(job: Job) -> str:
+            return job.batch_id or job.schedule_id or job.owner or "-"
+
+        going: dict[str, int] = {}
+        for job in self._jobs.values():
+            if job.provider == provider and (
+                    job.status in (JobStatus.STARTING, JobStatus.RUNNING)
+                    or (job.status is JobStatus.QUEUED and job.dispatched_at is not None)):
+                going[group(job)] = going.get(group(job), 0) + 1
+        places: dict[tuple[str, int], int] = {}
+        ranked = []
+        for job in waiting:
+            key = (group(job), job.priority)
+            places[key] = places.get(key, 0) + 1
+            turn = places[key] + going.get(group(job), 0)
+            ranked.append((-job.priority, turn, job.id, job))
+        return [job for *_, job in sorted(ranked, key=lambda r: r[:3])][:limit]
+
+    def mark_dispatched(self, job_ids: Sequence[str], now: float) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is not None and job.status is JobStatus.QUEUED:
+                    self._jobs[job_id] = dataclasses.replace(job, dispatched_at=now)
+
+    def provider_load(self, provider: str) -> tuple[int, int]:
+        return self._load(provider)
+
+    def _load(self, provider: str) -> tuple[int, int]:
+        mine = [j for j in self._jobs.values() if j.provider == provider]
+        flying = sum(j.status in (JobStatus.STARTING, JobStatus.RUNNING) for j in mine)
+        handed = sum(j.status is JobStatus.QUEUED and j.dispatched_at is not None for j in mine)
+        return flying, handed
 
     def run_claimed(self, provider: str, run_id: str) -> bool:
         return any(j.provider == provider and j.run_id == run_id for j in self._jobs.values())
@@ -150,6 +213,45 @@ class InMemoryStore:
         self._events.append({"id": len(self._events) + 1, "job_id": job_id,
                              "attempt": attempt, "event": event, "status": status, "at": at,
                              "detail": detail})
+
+    # batches
+    def add_batch(self, batch: Batch, jobs: Sequence[NewJob], now: float) -> None:
+        with self._lock:
+            taken = {(j.owner, j.idempotency_key) for j in self._jobs.values()
+                     if j.idempotency_key}
+            keys = [(new.owner, new.idempotency_key) for new in jobs if new.idempotency_key]
+            batch_taken = batch.idempotency_key and any(
+                (b.owner, b.idempotency_key) == (batch.owner, batch.idempotency_key)
+                for b in self._batches.values())
+            if batch_taken or len(set(keys)) < len(keys) or taken.intersection(keys):
+                raise AlreadyExists(f"batch {batch.id}: its idempotency key, or one of its "
+                                    "jobs' keys, is taken")
+            self._batches[batch.id] = batch
+            for new in jobs:
+                self._jobs[new.id] = Job(**new.__dict__, status=JobStatus.QUEUED,
+                                         created_at=now, updated_at=now, next_action_at=now)
+                self._event(new.id, 1, "submit", "queued", now, None)
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        return self._batches.get(batch_id)
+
+    def find_batch_by_idempotency_key(self, owner: str, key: str) -> Batch | None:
+        return next((b for b in self._batches.values()
+                     if b.owner == owner and b.idempotency_key == key), None)
+
+    def batch_job_ids(self, batch_id: str) -> list[str]:
+        return sorted(j.id for j in self._jobs.values() if j.batch_id == batch_id)
+
+    def batch_progress(self, batch_id: str) -> BatchProgress:
+        counts: dict[str, int] = {}
+        ended: list[float] = []
+        for job in self._jobs.values():
+            if job.batch_id == batch_id:
+                counts[job.status.value] = counts.get(job.status.value, 0) + 1
+                if job.status in TERMINAL:
+                    ended.append(job.finished_at if job.finished_at is not None
+                                 else job.updated_at)
+        return BatchProgress(counts, max(ended, default=None))
 
     # deliveries
     def _add_deliveries(self, items: Iterable[NewDelivery], now: float) -> list[Delivery]:
@@ -418,6 +520,36 @@ class InMemoryEmbargoes:
 
     def impose(self, key: str, operation: str, until: float) -> None:
         self._until[(key, operation)] = max(until, self._until.get((key, operation), 0.0))
+
+
+class InMemoryRateLimiter:
+    """The ``RateLimiter`` port over a clock; the contract suite runs it beside Redis's."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self._clock = clock or FakeClock()
+        self.granted: dict[tuple[str, str], list[float]] = {}
+        self.promised: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, operation: str, limit: RateLimit) -> float:
+        with self._lock:
+            times = self.granted.setdefault((key, operation), [])
+            now = self._clock.now()
+            promises = [t for t in self.promised.get((key, operation), []) if t > now]
+            if next_turn(times, now, limit) == 0.0:
+                times.append(now)
+                self.promised[(key, operation)] = promises
+                return 0.0
+            turn = promised_turn(times, promises, now, limit)
+            self.promised[(key, operation)] = [*promises, turn]
+            return turn - now
+
+    def state(self, key: str, operation: str, limit: RateLimit) -> LimiterState:
+        now = self._clock.now()
+        window = limit.period_s + window_margin_s(limit)
+        times = [t for t in self.granted.get((key, operation), []) if t > now - window]
+        return LimiterState(used=len(times), remaining=max(0, limit.count - len(times)),
+                            next_turn_s=next_turn(times, now, limit))
 
 
 class StaticRegistry:

@@ -8,6 +8,11 @@ is recorded once, by whichever beat gets there first.
 
 The tick sleeps until the next slot is due, and at most ``MAX_SLEEP_S``, so a schedule
 created or changed through the API is picked up within a second.
+
+Beat also dispatches the launches of paced providers (``services/dispatch.py``: in-flight
+caps, trigger limits, priority and fair share) and hands the delay queue's due steps
+(polls, deferred launches, callback retries: ``adapters/redis/delayed.py``) to the broker
+in bulk, every ``MAX_DELAY_SLEEP_S`` at most.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from typing import Any
 
 from celery.beat import PersistentScheduler
 
-from orchestrator.adapters.celery_app import CeleryScheduler
 from orchestrator.bootstrap import Container
 from orchestrator.metrics import SCHEDULE_SLOTS
+from orchestrator.services.dispatch import dispatch
 from orchestrator.services.fire import FireOutcome, fire_due, next_due
 from orchestrator.services.schedules import sync_declared
 
@@ -28,6 +33,9 @@ log = logging.getLogger("orchestrator.beat")
 
 MAX_SLEEP_S = 1.0
 MIN_SLEEP_S = 0.01
+# Delayed steps (polls above all) are handed out within this of their due time.
+MAX_DELAY_SLEEP_S = 0.2
+SEND_BATCH = 500  # steps handed out per tick (about half a second of broker writes)
 
 
 class ScheduleFiringBeat(PersistentScheduler):  # type: ignore[misc]
@@ -41,12 +49,39 @@ class ScheduleFiringBeat(PersistentScheduler):  # type: ignore[misc]
         if self._container is None:
             from workers.app import settings
 
-            self._container = Container(settings, scheduler=CeleryScheduler(self.app))
+            self._container = Container(settings, celery_app=self.app)
         return self._container
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         celery_wait = float(super().tick(*args, **kwargs))
-        return min(celery_wait, self._fire())
+        self._dispatch()
+        return min(celery_wait, self._fire(), self._send_due())
+
+    def _dispatch(self) -> None:
+        """Hand out the launches of paced providers as slots and turns free up."""
+        try:
+            outcome = dispatch(self.container.deps)
+        except Exception:  # the database is away: the next tick tries again
+            log.warning("launches could not be dispatched", exc_info=True)
+            return
+        if outcome.handed_out:
+            log.debug("dispatched %d launch(es)", outcome.handed_out)
+
+    def _send_due(self) -> float:
+        """Hand the delay queue's due steps to the broker; the seconds until the next one
+        (at most ``MAX_DELAY_SLEEP_S``: a step added meanwhile may be due sooner)."""
+        scheduler = self.container.celery_scheduler
+        try:
+            if scheduler.send_due(most=SEND_BATCH) >= SEND_BATCH:
+                return MIN_SLEEP_S  # a backlog: the next tick goes on (schedules fire between)
+            soonest = scheduler.next_due()
+        except Exception:  # Redis is away: the sweep re-sends from the database meanwhile
+            log.warning("due steps could not be handed out; trying again in %g s",
+                        MAX_SLEEP_S, exc_info=True)
+            return MAX_SLEEP_S
+        if soonest is None:
+            return MAX_DELAY_SLEEP_S
+        return max(MIN_SLEEP_S, min(MAX_DELAY_SLEEP_S, soonest - time.time()))
 
     def _fire(self) -> float:
         """Fire what is due; the seconds until the next slot (at most ``MAX_SLEEP_S``)."""

@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
-from orchestrator.adapters.celery_app import DELIVER, LAUNCH, POLL, SWEEP, CeleryScheduler
+from orchestrator.adapters.celery_app import DELIVER, LAUNCH, POLL, SWEEP
 from orchestrator.bootstrap import Container
 from orchestrator.metrics import DELIVERIES, LAUNCHES, POLLS, count_outcome
 from orchestrator.services.callbacks import deliver_callback
@@ -42,7 +42,7 @@ def container() -> Container:
     """One container per process, built after the fork."""
     global _container
     if _container is None or _container.pid != os.getpid():
-        _container = Container(settings, scheduler=CeleryScheduler(app))
+        _container = Container(settings, celery_app=app)
     return _container
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
+from orchestrator.adapters.redis.delayed import RedisDelayQueue, Step
 from orchestrator.config import Settings
 from orchestrator.domain.records import Action, Deliver, Launch, Poll
 
@@ -24,10 +25,12 @@ POLL = "orchestrator.poll"
 DELIVER = "orchestrator.deliver"
 SWEEP = "orchestrator.sweep"
 
-# Delays longer than this are not held as countdown messages in a worker's memory (where a
-# restart loses them and Redis' visibility time-out can run them twice): the database
-# already records the due time, and the sweep hands the step out once it is due.
-MAX_COUNTDOWN_S = 60.0
+# A step due sooner than this is sent at once (the worker finds it a moment early and the
+# services' due-time checks allow for that); later ones wait in the delay queue.
+SEND_NOW_WITHIN_S = 0.05
+# More steps due now than this (a batch's launches) go through the delay queue too: one
+# write to Redis instead of a message each, handed to the broker by beat in bulk.
+SEND_NOW_AT_MOST = 50
 
 
 def make_celery(settings: Settings, name: str = "orchestrator") -> Celery:
@@ -61,22 +64,48 @@ def make_celery(settings: Settings, name: str = "orchestrator") -> Celery:
 
 
 class CeleryScheduler:
-    """The ``Scheduler`` port on Celery: one message per action, by task name."""
+    """The ``Scheduler`` port on Celery: a step due now is one message, by task name; a step
+    due later waits in the delay queue (never as a countdown in a worker's memory) until
+    ``send_due`` (beat, every tick) hands it to the broker."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, delayed: RedisDelayQueue) -> None:
         self._app = app
+        self._delayed = delayed
 
     def schedule(self, actions: Sequence[Action]) -> None:
         now = time.time()
+        later: list[tuple[Step, float]] = []
+        due: list[Step] = []
         for action in actions:
-            delay = 0.0 if action.at is None else action.at - now
-            if delay > MAX_COUNTDOWN_S:
-                continue  # parked in the database; the sweep sends it when due
-            name, args = _message(action)
-            self._app.send_task(name, args=args, countdown=delay if delay > 0 else None)
+            step = _message(action)
+            if action.at is not None and action.at - now > SEND_NOW_WITHIN_S:
+                later.append((step, action.at))
+            else:
+                due.append(step)
+        if len(due) > SEND_NOW_AT_MOST:
+            later += [(step, now) for step in due]
+            due = []
+        for step in due:
+            self._send(step)
+        self._delayed.add(later)
+
+    def send_due(self, *, most: int = 1000) -> int:
+        """Hand every step now due to the broker; how many. A step lost between the pop and
+        the send is found again by the sweep (its due time is in the database)."""
+        steps = self._delayed.pop_due(time.time(), most)
+        for step in steps:
+            self._send(step)
+        return len(steps)
+
+    def next_due(self) -> float | None:
+        return self._delayed.next_due()
+
+    def _send(self, step: Step) -> None:
+        name, args = step
+        self._app.send_task(name, args=args)
 
 
-def _message(action: Action) -> tuple[str, list[object]]:
+def _message(action: Action) -> Step:
     if isinstance(action, Launch):
         return LAUNCH, [action.job_id] if action.run_id is None else [action.job_id, action.run_id]
     if isinstance(action, Poll):

@@ -9,7 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from orchestrator.api import errors, events, files, jobs, metrics, schedules
+from orchestrator.api import (
+    batches,
+    errors,
+    events,
+    files,
+    jobs,
+    metrics,
+    providers,
+    schedules,
+)
 from orchestrator.api.deps import ContainerDep
 from orchestrator.api.schemas import Health
 from orchestrator.bootstrap import Container
@@ -17,7 +26,7 @@ from orchestrator.config import Settings
 
 MAX_BODY_SLACK = 64 * 1024
 # Paths whose routes read their bodies in chunks and enforce limits of their own.
-BODY_LIMIT_EXEMPT = frozenset({files.router.prefix})
+BODY_LIMIT_EXEMPT = frozenset({files.router.prefix, batches.PREFIX})
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -33,11 +42,14 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
     app.include_router(events.router)
     app.include_router(files.router)
     app.include_router(schedules.router)
+    app.include_router(providers.router)
     app.include_router(metrics.router)
     _add_body_limit(app, settings.jobs.max_input_bytes + MAX_BODY_SLACK)
+    app.add_middleware(batches.BatchBodyLimit, limit=settings.jobs.max_batch_bytes)
     _add_health(app)
     return app
 

@@ -4,6 +4,7 @@ for anything a client sent."""
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,9 +25,11 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -39,6 +42,9 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                405: "method_not_allowed", 409: "conflict", 413: "too_large",
                422: "invalid_request", 429: "too_many_requests"}
 
+# Validation errors of these types (raised by a model's validator) are a 413, not a 422.
+TOO_LARGE = frozenset({"batch_too_large"})
+
 # Documented on every operation, so the schema describes the errors too.
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorBody, "description": code.replace("_", " ")}
@@ -49,7 +55,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -62,7 +71,10 @@ def install(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "malformed_json",
                                   "the request body is not valid JSON")
-        return error_response(422, "invalid_request", describe(errors))
+        too_large = [e for e in errors if e.get("type") in TOO_LARGE]
+        if too_large:
+            return error_response(413, too_large[0]["type"], describe(too_large))
+        return error_response(422, "invalid_request", describe(errors, limit=20))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -70,10 +82,17 @@ def install(app: FastAPI) -> None:
         return error_response(500, "internal", "unexpected server error; see the API's log")
 
 
-def describe(errors: object) -> str:
+def describe(errors: object, limit: int = 10) -> str:
     parts = []
     for error in errors if isinstance(errors, (list, tuple)) else []:
-        location = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
-        field = ".".join(location) or "body"
-        parts.append(f"{field}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts[:10]) or "invalid request"
+        field = ""
+        for part in error.get("loc", ()):
+            if part == "body":
+                continue
+            if isinstance(part, int):  # an item, named as the batch service does: jobs[17]
+                field += f"[{part}]"
+            else:
+                field += f".{part}" if field else str(part)
+        parts.append(f"{field or 'body'}: {error.get('msg', 'invalid')}")
+    more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more or "invalid request"

@@ -88,7 +88,8 @@ def cancel(job_id: JobId, _: TokenDep, container: ContainerDep) -> dict[str, Any
     try:
         outcome = cancel_job(job_id, container.deps)
     except CancelRefused as refused:
-        raise ApiError(refused.status, refused.code, refused.message) from None
+        raise ApiError(refused.status, refused.code, refused.message,
+                       retry_after=refused.retry_after) from None
     return {**job_resource(outcome.job),
             "cancellation": {"remote": outcome.remote, "message": outcome.message}}
 

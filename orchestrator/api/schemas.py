@@ -9,6 +9,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from orchestrator.domain.schedule import Catchup, Overlap, SlotStatus, Trigger
+from orchestrator.services.batches import MAX_BATCH_JOBS
 
 JobStatusName = Literal["queued", "starting", "running", "completed", "failed", "cancelled",
                         "timed_out"]
@@ -102,6 +103,100 @@ class JobPage(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+# batches ------------------------------------------------------------------------------------
+
+def _no_null(value: object) -> object:
+    if value is None:
+        raise PydanticCustomError("not_null", "may not be null; leave the field out instead")
+    return value
+
+
+class BatchDefaultsIn(BaseModel):
+    """Fields every job of the batch takes unless it sets its own (a job's `labels` are
+    merged over these, not instead of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str | SkipJsonSchema[None] = Field(
+        None, min_length=3, max_length=300, description="`<provider>/<name>`")
+    inputs: Any = Field(None, description="any JSON, at most 1 MiB")
+    path: str | SkipJsonSchema[None] = Field(None, max_length=500)
+    callback_url: str | None = Field(None, max_length=2000, pattern=r"^https?://")
+    priority: int | SkipJsonSchema[None] = Field(None, ge=-10, le=10)
+    labels: dict[str, str] | SkipJsonSchema[None] = Field(None, max_length=50)
+    timeout_s: float | None = Field(None, gt=0, le=7 * 86400)
+    retries: int | SkipJsonSchema[None] = Field(None, ge=0, le=10)
+
+    @field_validator("workflow", "path", "priority", "labels", "retries", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        return _no_null(value)
+
+
+class BatchJobIn(BatchDefaultsIn):
+    """One job of a batch: a job spec whose fields may come from the batch's `defaults`
+    (`workflow` included)."""
+
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255,
+                                        description="this job's own key (rarely needed: "
+                                                    "give the batch a key instead)")
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"defaults": {"workflow": "sandbox/echo"}, "labels": {"run": "2024-06-01"},
+         "jobs": [{"inputs": {"row": 1}}, {"inputs": {"row": 2}, "priority": 5}]}]})
+
+    jobs: list[BatchJobIn] = Field(
+        description=f"1 to {MAX_BATCH_JOBS:,} job specs; more is a 413",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_JOBS})
+    defaults: BatchDefaultsIn = Field(default_factory=BatchDefaultsIn)
+    callback_url: str | None = Field(
+        None, max_length=2000, pattern=r"^https?://",
+        description="POSTed each job's terminal event, for jobs that name no callback_url")
+    labels: dict[str, str] = Field(default_factory=dict, max_length=50,
+                                   description="set on every job (a job's own labels win)")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _at_most_max(cls, value: object) -> object:
+        # Before the jobs are validated one by one: a batch too large is a 413, whatever
+        # else is wrong with it.
+        if isinstance(value, list) and len(value) > MAX_BATCH_JOBS:
+            raise PydanticCustomError(
+                "batch_too_large", "the batch has {count} jobs; at most {limit} go in one batch: "
+                "send several", {"count": f"{len(value):,}", "limit": f"{MAX_BATCH_JOBS:,}"})
+        return value
+
+
+class BatchCreatedOut(BaseModel):
+    id: str
+    job_ids: list[str] = Field(description="the jobs' ids, in input order")
+
+
+class BatchCountsOut(BaseModel):
+    queued: int
+    starting: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+    timed_out: int
+
+
+class BatchOut(BaseModel):
+    id: str
+    total: int
+    counts: BatchCountsOut = Field(description="the batch's jobs by state, now")
+    done: bool = Field(description="every job has ended")
+    created_at: str
+    finished_at: str | None = Field(description="when the last job ended, once all have")
+    labels: dict[str, str]
+    callback_url: str | None
+    idempotency_key: str | None
 
 
 # schedules ----------------------------------------------------------------------------------
@@ -212,3 +307,29 @@ class ScheduleDetailOut(ScheduleOut):
 
 class ScheduleList(BaseModel):
     items: list[ScheduleOut]
+
+
+# providers ----------------------------------------------------------------------------------
+
+class LimitOut(BaseModel):
+    operation: Literal["trigger", "read", "cancel"]
+    limit: str | None = Field(description="`<count>/<period>s`; null when unlimited")
+    used: int | None = Field(description="requests granted in the current window")
+    remaining: int | None
+    next_turn_s: float = Field(description="seconds until a request may go; 0 when now")
+    embargo_s: float = Field(description="seconds left of a wait the runtime asked for")
+    error: str | None = Field(None, description="why the state is unknown, when it is")
+
+
+class ProviderOut(BaseModel):
+    name: str
+    type: str
+    base_url: str
+    max_in_flight: int | None
+    in_flight: int = Field(description="jobs starting or running")
+    queued: int
+    limits: list[LimitOut]
+
+
+class ProviderList(BaseModel):
+    items: list[ProviderOut]

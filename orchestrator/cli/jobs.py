@@ -90,16 +90,20 @@ def list_jobs(
     status: Annotated[str | None, typer.Option(help="queued, running, completed, …")] = None,
     workflow: Annotated[str | None, typer.Option()] = None,
     label: Annotated[str | None, typer.Option(help="key=value")] = None,
+    batch: Annotated[str | None, typer.Option(help="only the jobs of this batch")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     json_: JsonFlag = False,
 ) -> None:
     """List jobs, newest first.
 
     Example: orchestrator jobs list --status failed --limit 20
+
+    Example: orchestrator jobs list --batch bat_01jf… --status failed
     """
     client = client_or_exit()
     jobs = call(lambda: list(client.list(status=status, workflow=workflow, label=label,
-                                         limit=limit, page_size=min(limit, 500))))
+                                         batch_id=batch, limit=limit,
+                                         page_size=min(limit, 500))))
     if json_:
         print_json(jobs)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli import dev, jobs, schedules, server
+from orchestrator.cli import batches, dev, jobs, providers, schedules, server
 
 app = typer.Typer(
     name="orchestrator",
@@ -23,7 +23,9 @@ app.command()(server.sandbox)
 app.command()(jobs.submit)
 app.add_typer(server.tokens_app, name="tokens")
 app.add_typer(jobs.jobs_app, name="jobs")
+app.add_typer(batches.batch_app, name="batch")
 app.add_typer(schedules.schedules_app, name="schedules")
+app.add_typer(providers.providers_app, name="providers")
 
 
 def main() -> None:

@@ -52,6 +52,11 @@ class RateLimited(ProviderError):
         super().__init__(message, max(0.0, retry_after))
 
 
+class Throttled(RateLimited):
+    """Held back by our own limiter, before anything was sent: this request's turn comes in
+    ``retry_after`` seconds. Not a failed try: the work waits for its turn and goes on."""
+
+
 class NotReady(ProviderError):
     """The run is still going; ask again later (``retry_after`` if the runtime said when)."""
 

@@ -48,6 +48,9 @@ class Job:
     next_action_at: float | None = None
     lease_until: float | None = None
     deadline_at: float | None = None
+    # When the dispatcher last handed the launch out (paced providers): a launch handed out
+    # and not yet claimed holds its place, so no more are handed out than can start.
+    dispatched_at: float | None = None
 
     @property
     def workflow_name(self) -> str:
@@ -71,6 +74,28 @@ class NewJob:
     callback_url: str | None = None
     timeout_s: float | None = None
     retries: int = 0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Jobs submitted together (``POST /v1/batches``); the jobs carry its id."""
+
+    id: str
+    total: int
+    created_at: float
+    owner: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Where a batch's jobs are now, from one read."""
+
+    counts: Mapping[str, int]  # jobs by status; a status no job is in is left out
+    last_finished_at: float | None  # when the latest of its ended jobs ended
 
 
 @dataclass(frozen=True)
@@ -103,6 +128,9 @@ class JobChange:
     deliveries: tuple[NewDelivery, ...] = ()
     # Filled in by services that build the outbox from the job as it will be after the move.
     expected_status: JobStatus | None = None
+    # A claim on a provider with ``max_in_flight``: the move happens only while fewer of the
+    # provider's jobs than this are starting or running (checked in the same statement).
+    in_flight_cap: int | None = None
 
 
 DeliveryStatus = Literal["pending", "succeeded", "failed"]

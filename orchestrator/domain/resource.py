@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.domain.records import Job
+from orchestrator.domain.job import TERMINAL, JobStatus
+from orchestrator.domain.records import Batch, BatchProgress, Job
 from orchestrator.domain.webhook import rfc3339
 
 TERMINAL_EVENT_TYPES = {
@@ -46,4 +47,22 @@ def job_resource(job: Job) -> dict[str, Any]:
         "created_at": _time(job.created_at),
         "started_at": _time(job.started_at),
         "finished_at": _time(job.finished_at),
+    }
+
+
+def batch_resource(batch: Batch, progress: BatchProgress) -> dict[str, Any]:
+    """A batch with its jobs counted by state; ``done`` once every job has ended."""
+    counts = {status.value: progress.counts.get(status.value, 0) for status in JobStatus}
+    ended = sum(counts[status.value] for status in TERMINAL)
+    done = ended >= batch.total
+    return {
+        "id": batch.id,
+        "total": batch.total,
+        "counts": counts,
+        "done": done,
+        "created_at": _time(batch.created_at),
+        "finished_at": _time(progress.last_finished_at) if done else None,
+        "labels": dict(batch.labels),
+        "callback_url": batch.callback_url,
+        "idempotency_key": batch.idempotency_key,
     }

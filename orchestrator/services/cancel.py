@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.errors import ProviderError, Throttled
 from orchestrator.domain.job import Event, JobStatus
 from orchestrator.domain.records import Job
 from orchestrator.services.deps import Deps
@@ -21,9 +21,11 @@ Remote = Literal["stopped", "not_supported", "not_started", "failed"]
 
 
 class CancelRefused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,13 @@ def _stop_remote(job: Job, deps: Deps) -> tuple[Remote, str]:
                 f"remote run {job.run_id} goes on, and its result will be ignored")
     try:
         provider.cancel(job.workflow_name, job.run_id)
+    except Throttled as error:
+        # Nothing was sent and the job has not moved: the caller asks again at the turn,
+        # rather than the run going on unstopped.
+        raise CancelRefused(429, "rate_limited",
+                            f"stopping run {job.run_id} must wait for a turn of "
+                            f"'{job.provider}''s cancel limit; try again in "
+                            f"{error.retry_after:.0f} s", retry_after=error.retry_after) from None
     except ProviderError as error:
         return ("failed", f"the kill request for run {job.run_id} failed ({error.message}); "
                 "the remote run may go on, and its result will be ignored")

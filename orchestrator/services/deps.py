@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.domain.backoff import BackoffPolicy
+from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.ports import (
     CallbackSender,
     Clock,
@@ -23,10 +24,19 @@ EARLY_TOLERANCE_S = 1.0
 
 @dataclass(frozen=True)
 class ProviderPolicy:
-    """How we treat one provider: its poll backoff and its default run time-out."""
+    """How we treat one provider: its poll backoff, its default run time-out, and how its
+    launches are paced (at most ``max_in_flight`` runs at once; ``trigger_limit``)."""
 
     backoff: BackoffPolicy = BackoffPolicy()
     run_timeout_s: float = 1800.0
+    max_in_flight: int | None = None
+    trigger_limit: RateLimit | None = None
+
+    @property
+    def paced(self) -> bool:
+        """Launches wait for the dispatcher, which hands them out as slots and turns free,
+        by priority and in fair shares; an unpaced provider's launch is sent at once."""
+        return self.max_in_flight is not None or self.trigger_limit is not None
 
 
 @dataclass(frozen=True)

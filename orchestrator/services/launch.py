@@ -19,7 +19,13 @@ import dataclasses
 from contextlib import suppress
 from dataclasses import dataclass
 
-from orchestrator.domain.errors import Permanent, ProviderError, RateLimited, Transient
+from orchestrator.domain.errors import (
+    Permanent,
+    ProviderError,
+    RateLimited,
+    Throttled,
+    Transient,
+)
 from orchestrator.domain.job import Event, JobStatus, LaunchRequest
 from orchestrator.domain.records import Job, JobChange, Launch, Poll
 from orchestrator.ports import Provider, RunFinder
@@ -38,7 +44,7 @@ from orchestrator.services.reconcile import (
 
 @dataclass(frozen=True)
 class LaunchOutcome:
-    result: str  # started | deferred | failed | skipped
+    result: str  # started | deferred | throttled | waiting | reconciling | failed | skipped
     job: Job | None = None
     reason: str = ""
 
@@ -57,17 +63,35 @@ def launch_job(job_id: str, deps: Deps, *, run_id: str | None = None) -> LaunchO
                         guard={"status": JobStatus.STARTING.value, "attempt": job.attempt})
     if job.status is JobStatus.QUEUED:
         if job.next_action_at is not None and job.next_action_at > now + EARLY_TOLERANCE_S:
+            # Early (a clock ahead of ours handed it out, or an older copy): at its time.
+            deps.scheduler.schedule([Launch(job.id, job.next_action_at)])
             return LaunchOutcome("skipped", job, "not due yet")
+        cap = deps.policy(job.provider).max_in_flight
         claimed = deps.store.move(JobChange(
-            job.id, Event.CLAIM, guard={"attempt": job.attempt},
-            values={"lease_until": now + deps.limits.launch_lease_s, "launch_sent_at": now}),
+            job.id, Event.CLAIM, guard={"attempt": job.attempt}, in_flight_cap=cap,
+            values={"lease_until": now + deps.limits.launch_lease_s, "launch_sent_at": now,
+                    "dispatched_at": None}),
             now)
         if claimed is None:
-            return LaunchOutcome("skipped", job, "claimed by another worker")
+            return _not_claimed(job, deps, cap)
         return _start(claimed, deps)
     if job.status is JobStatus.STARTING:
         return _recover(job, deps, now)
     return LaunchOutcome("skipped", job, f"job is {job.status}")
+
+
+def _not_claimed(job: Job, deps: Deps, cap: int | None) -> LaunchOutcome:
+    """Another worker claimed it, or the provider's in-flight slots are all taken: then
+    the job goes back to the dispatcher, which hands it out again when a slot frees."""
+    if cap is None:
+        return LaunchOutcome("skipped", job, "claimed by another worker")
+    returned = deps.store.update_job(
+        job.id, guard={"status": JobStatus.QUEUED.value, "attempt": job.attempt},
+        values={"dispatched_at": None})
+    if not returned:
+        return LaunchOutcome("skipped", job, "claimed by another worker")
+    return LaunchOutcome("waiting", job, f"all {cap} in-flight slots of '{job.provider}' "
+                         "are taken; the dispatcher hands it out when one frees")
 
 
 def _held(job: Job) -> dict[str, object]:
@@ -161,6 +185,8 @@ def _started(job: Job, run_id: str, deps: Deps, how: str = "started",
 def _launch_error(
     job: Job, provider: Provider, error: ProviderError, deps: Deps
 ) -> LaunchOutcome:
+    if isinstance(error, Throttled):
+        return _wait_turn(job, deps, error.retry_after, error.message)
     if isinstance(error, RateLimited):
         return _defer(job, deps, error.retry_after, error.message)
     if isinstance(error, Transient):
@@ -189,6 +215,20 @@ def _defer(job: Job, deps: Deps, retry_after: float | None, why: str) -> LaunchO
         return LaunchOutcome("skipped", job, "moved by another worker")
     deps.scheduler.schedule([Launch(job.id, now + delay)])
     return LaunchOutcome("deferred", moved, why)
+
+
+def _wait_turn(job: Job, deps: Deps, wait: float, why: str) -> LaunchOutcome:
+    """Our own limit held the start back before anything was sent: back to the queue until
+    the turn comes. Not a failed try, so it neither counts towards ``max_launch_tries`` nor
+    grows the backoff."""
+    now = deps.clock.now()
+    moved = deps.store.move(JobChange(
+        job.id, Event.DEFER, guard=_held(job),
+        values={"next_action_at": now + wait, "lease_until": None}, detail=why[:500]), now)
+    if moved is None:
+        return LaunchOutcome("skipped", job, "moved by another worker")
+    deps.scheduler.schedule([Launch(job.id, now + wait)])
+    return LaunchOutcome("throttled", moved, why)
 
 
 def _fail(job: Job, deps: Deps, code: str, message: str) -> LaunchOutcome:
@@ -224,6 +264,8 @@ def _reconcile(job: Job, provider: Provider, deps: Deps) -> LaunchOutcome:
         decision = _reconcile_decision(job, provider, deps)
     except Permanent as error:
         return _fail(job, deps, error.code, error.message)
+    except Throttled as error:  # nothing was asked: look when the read turn comes
+        return _look_again(job, deps, error.message, delay=error.retry_after)
     if isinstance(decision, Adopt):
         if deps.store.run_claimed(job.provider, decision.run_id):  # taken meanwhile
             return _look_again(job, deps, "the run found was just taken by another job")
@@ -241,8 +283,8 @@ def _reconcile_decision(job: Job, finder: RunFinder, deps: Deps) -> Decision:
     limits = deps.limits
     try:
         listing = finder.recent_runs(job.workflow_name)
-    except Permanent:
-        raise  # a refused key or an unknown workflow: no point in looking again
+    except (Permanent, Throttled):
+        raise  # a refused key or workflow: no point looking again; a turn: look at it
     except ProviderError as error:
         why = f"listing its runs failed: {error.message}"
         return GiveUp(why) if now - sent_at >= limits.reconcile_window_s else LookAgain(why)
@@ -260,13 +302,16 @@ def _reconcile_decision(job: Job, finder: RunFinder, deps: Deps) -> Decision:
                   window_s=limits.reconcile_window_s)
 
 
-def _look_again(job: Job, deps: Deps, why: str) -> LaunchOutcome:
-    """Keep the job starting, its lease ending when it is time to look again."""
+def _look_again(job: Job, deps: Deps, why: str, *, delay: float | None = None) -> LaunchOutcome:
+    """Keep the job starting, its lease ending when it is time to look again. ``delay``: the
+    wait for a read turn (not a try: the listing was never sent)."""
     now = deps.clock.now()
-    delay = deps.policy(job.provider).backoff.delay(job.launch_tries, deps.rng)
+    tries = job.launch_tries if delay is not None else job.launch_tries + 1
+    if delay is None:
+        delay = deps.policy(job.provider).backoff.delay(job.launch_tries, deps.rng)
     if not deps.store.update_job(
             job.id, guard=_held(job),
-            values={"lease_until": now + delay, "launch_tries": job.launch_tries + 1}):
+            values={"lease_until": now + delay, "launch_tries": tries}):
         return LaunchOutcome("skipped", job, "moved by another worker")
     deps.scheduler.schedule([Launch(job.id, now + delay)])
     return LaunchOutcome("reconciling", job, why)

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.domain.errors import Permanent, ProviderError
+from orchestrator.domain.errors import Permanent, ProviderError, Throttled
 from orchestrator.domain.job import Event, JobStatus, RemoteState, RunStatus
 from orchestrator.domain.records import Job, JobChange, Launch, Poll
 from orchestrator.services.deps import Deps
 from orchestrator.services.finish import finish
 
+# How long past its deadline a job's last read may wait for a turn of the read limit.
+DEADLINE_READ_GRACE_S = 60.0
+
 
 @dataclass(frozen=True)
 class PollOutcome:
-    result: str  # running | completed | failed | cancelled | timed_out | relaunched | skipped
+    # running | throttled | completed | failed | cancelled | timed_out | relaunched | skipped
+    result: str
     job: Job | None = None
     next_at: float | None = None
 
@@ -39,6 +43,10 @@ def poll_job(job_id: str, seq: int, deps: Deps) -> PollOutcome:
         moved = finish(job, Event.FAIL, deps, error=(error.code, error.message),
                        guard={"polls": seq}, values={"polls": seq + 1})
         return PollOutcome("failed" if moved else "skipped", moved or job)
+    except Throttled as error:
+        if past_deadline and now - (job.deadline_at or now) > DEADLINE_READ_GRACE_S:
+            return _time_out(job, deps)
+        return _wait_turn(job, deps, error.retry_after, past_deadline=past_deadline)
     except ProviderError as error:
         if past_deadline:
             return _time_out(job, deps)
@@ -69,6 +77,22 @@ def _poll_again(
         return PollOutcome("skipped", job)
     deps.scheduler.schedule([Poll(job.id, job.polls + 1, due)])
     return PollOutcome("running", job, due)
+
+
+def _wait_turn(job: Job, deps: Deps, wait: float, *, past_deadline: bool = False) -> PollOutcome:
+    """Our own read limit held the poll back (nothing was sent): the same poll again when
+    its turn comes, neither counted nor growing the backoff. The last read, at the
+    deadline, may wait up to ``DEADLINE_READ_GRACE_S`` past it for its turn: a run that
+    finished in time keeps its outputs even when reads are scarce."""
+    due = deps.clock.now() + wait
+    if job.deadline_at is not None and not past_deadline:
+        due = min(due, max(job.deadline_at, deps.clock.now()))
+    if not deps.store.update_job(
+            job.id, guard={"status": JobStatus.RUNNING.value, "polls": job.polls},
+            values={"next_action_at": due}):
+        return PollOutcome("skipped", job)
+    deps.scheduler.schedule([Poll(job.id, job.polls, due)])
+    return PollOutcome("throttled", job, due)
 
 
 def _finished(job: Job, status: RunStatus, deps: Deps) -> PollOutcome:

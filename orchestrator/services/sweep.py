@@ -28,7 +28,9 @@ def sweep(deps: Deps, *, limit: int = 1000) -> SweepOutcome:
     now = deps.clock.now()
     cutoff = now - deps.limits.sweep_grace_s
     actions: list[Action] = []
-    jobs = deps.store.overdue_jobs(cutoff, limit)
+    # A paced provider's queued job not handed out yet waits for the dispatcher: not lost.
+    paced = [name for name in deps.providers.names() if deps.policy(name).paced]
+    jobs = deps.store.overdue_jobs(cutoff, limit, dispatched_by=paced)
     for job in jobs:
         if job.status is JobStatus.RUNNING:
             actions.append(Poll(job.id, job.polls))

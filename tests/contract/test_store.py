@@ -168,3 +168,48 @@ def test_the_migration_builds_the_schema_the_tables_describe(tmp_path: Path) -> 
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()
+
+
+# dispatching -------------------------------------------------------------------------------
+
+def test_dispatch_order_is_priority_then_groups_taking_turns(store: Any) -> None:
+    for n, batch in enumerate(["bat_big"] * 4 + ["bat_small"] * 2, start=1):
+        store.add_job(new_job(n, batch_id=batch), T0)
+    store.add_job(new_job(7, priority=3), T0)  # a single job, more urgent
+    store.add_job(new_job(8, provider="other", workflow="other/echo"), T0)
+    order = [j.id for j in store.dispatch_candidates("p", T0, 10)]
+    assert order == ["job_0007", "job_0001", "job_0005", "job_0002", "job_0006", "job_0003",
+                     "job_0004"]
+    assert [j.id for j in store.dispatch_candidates("p", T0, 2)] == ["job_0007", "job_0001"]
+    store.mark_dispatched(["job_0007", "job_0001"], T0 + 1)
+    assert store.provider_load("p") == (0, 2)
+    assert "job_0007" not in [j.id for j in store.dispatch_candidates("p", T0, 10)]
+
+
+def test_a_claim_with_an_in_flight_cap_waits_for_a_free_slot(store: Any) -> None:
+    for n in (1, 2):
+        store.add_job(new_job(n), T0)
+    assert store.move(JobChange("job_0001", Event.CLAIM, in_flight_cap=1), T0) is not None
+    assert store.move(JobChange("job_0002", Event.CLAIM, in_flight_cap=1), T0) is None
+    assert store.provider_load("p") == (1, 0)
+    store.move(JobChange("job_0001", Event.CANCEL), T0)
+    assert store.move(JobChange("job_0002", Event.CLAIM, in_flight_cap=1), T0) is not None
+
+
+def test_jobs_waiting_for_the_dispatcher_are_not_overdue(store: Any) -> None:
+    store.add_job(new_job(1), T0)
+    store.add_job(new_job(2), T0)
+    store.mark_dispatched(["job_0002"], T0)
+    overdue = store.overdue_jobs(T0 + 100, 10, dispatched_by=["p"])
+    assert [j.id for j in overdue] == ["job_0002"]
+    assert len(store.overdue_jobs(T0 + 100, 10)) == 2
+
+
+def test_a_group_with_jobs_going_waits_behind_one_with_none(store: Any) -> None:
+    for n in range(1, 5):
+        store.add_job(new_job(n, batch_id="bat_big"), T0)
+    for n in (1, 2):
+        store.move(JobChange(f"job_{n:04d}", Event.CLAIM), T0)
+    store.add_job(new_job(5, batch_id="bat_small"), T0)
+    order = [j.id for j in store.dispatch_candidates("p", T0, 10)]
+    assert order == ["job_0005", "job_0003", "job_0004"]

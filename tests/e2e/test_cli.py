@@ -16,6 +16,7 @@ from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.bootstrap import SystemClock
 from orchestrator.devstack import Stack, StackOptions
 from orchestrator.services.tokens import create_token
+from tests.integration.conftest import Harness, running_harness
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +83,7 @@ def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
                     ["jobs", "cancel"], ["jobs", "retry"], ["schedules", "add"],
                     ["schedules", "list"], ["schedules", "show"], ["schedules", "pause"],
                     ["schedules", "resume"], ["schedules", "trigger"],
-                    ["schedules", "remove"]):
+                    ["schedules", "remove"], ["batch", "submit"], ["batch", "status"]):
         done = run(*command, "--help", cwd=tmp_path)
         assert done.returncode == 0, command
         assert "Example" in done.stdout, command
@@ -157,3 +158,109 @@ def test_schedules_add_list_show_pause_resume_trigger_remove(tmp_path: Path,
     gone = cli("show", "nightly")
     assert gone.returncode == 1 and "HTTP 404 not_found" in gone.stderr
     assert cli("remove", "nightly").returncode == 1
+
+
+# batches ------------------------------------------------------------------------------------
+
+
+def write_jobs(path: Path, count: int, *, blank_every: int = 0, **fields: object) -> Path:
+    lines = []
+    for i in range(count):
+        lines.append(json.dumps({"workflow": "sandbox/echo", "inputs": {"row": i}, **fields}))
+        if blank_every and i % blank_every == 0:
+            lines.append("")  # blank lines are skipped
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def job_count(env: dict[str, str], tmp_path: Path) -> int:
+    listed = run("jobs", "list", "--json", "--limit", "100000", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    return len(json.loads(listed.stdout))
+
+
+def test_batch_submit_refuses_a_bad_file_and_sends_nothing(tmp_path: Path,
+                                                           api_env: dict[str, str]) -> None:
+    before = job_count(api_env, tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"workflow": "sandbox/echo"}\n\n{"workflow": \n[1, 2]\n')
+    done = run("batch", "submit", str(bad), cwd=tmp_path, env=api_env)
+    assert done.returncode == 1
+    assert "2 bad line(s), nothing was submitted" in done.stderr
+    assert "line 3: not valid JSON" in done.stderr and "line 4: a job spec must be" in done.stderr
+
+    refused = tmp_path / "refused.jsonl"
+    refused.write_text('{"workflow": "sandbox/echo"}\n\n{"workflow": "nope/echo"}\n'
+                       '{"workflow": "sandbox/echo", "priority": 99}\n')
+    schema = run("batch", "submit", str(refused), cwd=tmp_path, env=api_env)
+    assert schema.returncode == 1 and "HTTP 422" in schema.stderr
+    assert "line 4, priority" in schema.stderr  # the index mapped to the file's line
+    refused.write_text('{"workflow": "sandbox/echo"}\n\n{"workflow": "nope/echo"}\n')
+    unknown = run("batch", "submit", str(refused), cwd=tmp_path, env=api_env)
+    assert unknown.returncode == 1 and "line 3: workflow 'nope/echo'" in unknown.stderr
+    assert job_count(api_env, tmp_path) == before
+
+
+def test_batch_submit_splits_a_file_into_keyed_batches(tmp_path: Path,
+                                                       api_env: dict[str, str]) -> None:
+    jobs = write_jobs(tmp_path / "jobs.jsonl", 250, blank_every=40)
+    args = ("batch", "submit", str(jobs), "--batch-size", "100", "--idempotency-key", "split",
+            "--label", "e2e=split")
+    first = run(*args, cwd=tmp_path, env=api_env)
+    assert first.returncode == 0, first.stderr
+    ids = first.stdout.split()
+    assert len(ids) == 3 and all(i.startswith("bat_") for i in ids)
+    assert "batch 3 " in first.stderr and "upload" in first.stderr
+    again = run(*args, cwd=tmp_path, env=api_env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split() == ids
+    assert again.stderr.count("no new jobs") == 3
+
+    shown = run("batch", "status", ids[2], "--json", cwd=tmp_path, env=api_env)
+    batch = json.loads(shown.stdout)
+    assert batch["total"] == 50 and batch["idempotency_key"] == "split-3"
+    assert batch["labels"] == {"e2e": "split"} and batch["done"] is False
+    listed = run("jobs", "list", "--label", "e2e=split", "--json", "--limit", "1000",
+                 cwd=tmp_path, env=api_env)
+    inputs = sorted(job["inputs"]["row"] for job in json.loads(listed.stdout))
+    assert inputs == list(range(250))  # each line once, however often it was sent
+    table = run("batch", "status", ids[0], cwd=tmp_path, env=api_env)
+    assert table.returncode == 0 and ids[0] in table.stdout and "queued" in table.stdout
+    assert run("batch", "status", "bat_nope", cwd=tmp_path, env=api_env).returncode == 1
+
+
+@pytest.fixture(scope="module")
+def worker_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """A stack with one worker and beat (which hands out launches and polls), so batches
+    run to their end."""
+    with running_harness(tmp_path_factory.mktemp("batch-stack")) as harness:
+        yield harness
+
+
+def test_batch_submit_wait_runs_every_job_and_a_second_submit_makes_none(
+        tmp_path: Path, worker_harness: Harness) -> None:
+    env = {"ORCHESTRATOR_URL": worker_harness.stack.api_url,
+           "ORCHESTRATOR_TOKEN": worker_harness.token, "COLUMNS": "200"}
+    jobs = write_jobs(tmp_path / "jobs.jsonl", 300, blank_every=50)
+    args = ("batch", "submit", str(jobs), "--idempotency-key", "nightly", "--wait",
+            "--interval", "0.3", "--timeout", "100")
+    done = run(*args, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "300 jobs in 1 batch, all ended after" in done.stdout
+    assert "300 of 300 completed" in done.stdout
+    assert "upload" in done.stderr and "jobs ended" in done.stderr and "jobs/s" in done.stderr
+    assert sum(worker_harness.store.count_by_status().values()) == 300
+
+    again = run(*args, "--json", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "no new jobs" in again.stderr
+    (batch,) = json.loads(again.stdout)
+    assert batch["created"] is False and batch["done"] is True
+    assert batch["counts"]["completed"] == 300 and len(batch["job_ids"]) == 300
+    assert sum(worker_harness.store.count_by_status().values()) == 300
+
+    failing = write_jobs(tmp_path / "failing.jsonl", 3, workflow="sandbox/fail")
+    failed = run("batch", "submit", str(failing), "--wait", "--interval", "0.3",
+                 cwd=tmp_path, env=env)
+    assert failed.returncode == 1
+    assert "3 job(s) did not complete" in failed.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.domain.errors import Transient
+from orchestrator.domain.errors import Throttled, Transient
 from orchestrator.domain.job import JobStatus, LaunchRequest
 from orchestrator.ports import RemoteRun
 from orchestrator.services.deps import Limits
@@ -115,3 +115,17 @@ def test_runs_that_cannot_be_told_apart_fail_the_job_without_a_second_start() ->
     assert job.status is JobStatus.FAILED and job.error_code == "launch_unknown"
     assert "2 unowned runs" in job.error_message
     assert provider.starts == 2  # the stray one and ours: never a third
+
+
+def test_a_throttled_listing_waits_for_its_turn_and_never_gives_up_for_it() -> None:
+    """Reads at their limit for longer than the reconcile window: the listing was never
+    sent, so the job waits for a turn, then finds and adopts its run."""
+    provider, deps = listing_deps()
+    provider.errors["start_after"] = [Transient("connection dropped", request_sent=True)]
+    provider.errors["list"] = [Throttled("reads at their limit", retry_after=30.0)] * 8
+    job_id = submit_job(JobSpec("cord/echo", {"n": 1}), deps).job.id  # type: ignore[arg-type]
+    results = drain(deps)  # type: ignore[arg-type]
+    assert results.count("launch:reconciling") == 8
+    job = deps.store.get_job(job_id)  # type: ignore[attr-defined]
+    assert job.status is JobStatus.COMPLETED and job.run_id in provider.runs
+    assert provider.starts == 1 and len(provider.runs) == 1

@@ -39,18 +39,21 @@ from orchestrator.domain.errors import (
     Permanent,
     ProviderError,
     RateLimited,
+    Throttled,
     Transient,
     classify_response,
     parse_json_body,
 )
+from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.metrics import (
     POLL_LATENCY,
     RATE_LIMIT_WAITS,
     RESPONSES_429,
+    THROTTLED,
     Metrics,
     NullMetrics,
 )
-from orchestrator.ports import Embargoes
+from orchestrator.ports import Embargoes, RateLimiter
 
 # Failing these, the request certainly never reached the runtime: safe to send again.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -74,12 +77,16 @@ class HttpProvider:
     supports_cancel: bool = False
 
     def __init__(self, name: str, base_url: str, api_key: str, client: httpx.Client, *,
-                 embargoes: Embargoes | None = None, metrics: Metrics | None = None) -> None:
+                 embargoes: Embargoes | None = None, metrics: Metrics | None = None,
+                 limiter: RateLimiter | None = None,
+                 limits: Mapping[str, RateLimit | None] | None = None) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._client = client
         self._embargoes = embargoes
+        self._limiter = limiter
+        self.limits = {op: lim for op, lim in (limits or {}).items() if lim is not None}
         self._metrics: Metrics = metrics or NullMetrics()
         # Names the API key in shared state without revealing it.
         self.key_id = hashlib.sha256(f"{self.base_url}\0{api_key}".encode()).hexdigest()[:16]
@@ -113,6 +120,7 @@ class HttpProvider:
         ``RateLimited`` without sending anything while ``operation`` is embargoed.
         """
         self.check_embargo(operation)
+        self.take_turn(operation)
         started = time.perf_counter()
         try:
             response = self._transmit(method, path, body, params, headers, timeout)
@@ -149,6 +157,19 @@ class HttpProvider:
                 f"{self.name}: '{operation}' requests wait {wait:.1f}s more, as the runtime "
                 "asked (not sent)", retry_after=wait)
 
+    def take_turn(self, operation: str) -> None:
+        """Take this request's turn under our own limit for the operation, shared by every
+        process; raise ``Throttled`` (nothing sent) with the wait until the next turn. Taken
+        last before sending, so the turn's time is as close to the request's as it can be."""
+        limit = self.limits.get(operation)
+        if self._limiter is None or limit is None:
+            return
+        wait = self._limiter.acquire(self.key_id, operation, limit)
+        if wait > 0:
+            self._metrics.count(THROTTLED, {"provider": self.name, "operation": operation})
+            raise Throttled(f"{self.name}: '{operation}' is at its limit of {limit}; the next "
+                            f"turn is in {wait:.2f}s (not sent)", retry_after=wait)
+
     def note_retry_after(self, operation: str, error: ProviderError) -> None:
         """Share a wait the runtime asked for with every process. A run that is not ready
         yet says nothing about the key, so it embargoes nothing."""
@@ -175,6 +196,7 @@ class HttpProvider:
         response. Errors map as in ``send``; a transport failure while the caller reads the
         body becomes ``Transient`` (the request was sent)."""
         self.check_embargo(operation)
+        self.take_turn(operation)
         request_headers = {"Authorization": self.authorization(self._api_key), **(headers or {})}
         with self._wire_errors(method, path), self._client.stream(
                 method, self.base_url + path, params=params, headers=request_headers) as response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -28,8 +29,7 @@ from orchestrator.domain.errors import (
     retry_after_seconds,
 )
 from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
-from orchestrator.metrics import Metrics
-from orchestrator.ports import Embargoes, LogLine
+from orchestrator.ports import LogLine
 
 # What /result answers while the run is still going.
 NOT_READY = frozenset({408, 504})
@@ -51,11 +51,9 @@ class CodeWordsProvider(HttpProvider):
         client: httpx.Client,
         *,
         result_wait_s: float = 0.0,
-        embargoes: Embargoes | None = None,
-        metrics: Metrics | None = None,
+        **shared: Any,  # embargoes, metrics, limiter, limits: see HttpProvider
     ) -> None:
-        super().__init__(name, base_url, api_key, client, embargoes=embargoes,
-                         metrics=metrics)
+        super().__init__(name, base_url, api_key, client, **shared)
         self.result_wait_s = max(0.0, result_wait_s)
         self._poll_timeout = _extended(client.timeout, self.result_wait_s)
 
@@ -63,7 +61,8 @@ class CodeWordsProvider(HttpProvider):
         return api_key  # the raw key, as the official client sends it
 
     def reserve(self, workflow: str) -> str | None:
-        body = self.send("POST", "/provision-request", operation="trigger")
+        # Its own operation: it starts nothing, so it takes no turn of the trigger limit.
+        body = self.send("POST", "/provision-request", operation="provision")
         return self.field(body, "request_id", "provision-request")
 
     def start(self, launch: LaunchRequest) -> str:

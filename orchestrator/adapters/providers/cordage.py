@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from orchestrator.adapters.providers.base import HttpProvider, segment
 from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
-from orchestrator.metrics import Metrics
-from orchestrator.ports import Embargoes, RemoteRun, RunListing
+from orchestrator.ports import RemoteRun, RunListing
 
 DEFAULT_KILL_PATH = "/{webhook_key}/runs/{run_id}/kill"
 LIST_LIMIT = 1000
@@ -34,11 +34,9 @@ class CordageProvider(HttpProvider):
         client: httpx.Client,
         *,
         kill_path: str = DEFAULT_KILL_PATH,
-        embargoes: Embargoes | None = None,
-        metrics: Metrics | None = None,
+        **shared: Any,  # embargoes, metrics, limiter, limits: see HttpProvider
     ) -> None:
-        super().__init__(name, base_url, api_key, client, embargoes=embargoes,
-                         metrics=metrics)
+        super().__init__(name, base_url, api_key, client, **shared)
         try:
             kill_path.format(webhook_key="k", run_id="r")
         except (KeyError, IndexError, ValueError):

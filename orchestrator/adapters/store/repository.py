@@ -6,31 +6,35 @@ cheapest compare-and-set there is. Zero rows back means another process moved th
 
 Every state change (and every submit) is logged once, after its transaction committed, to
 the ``orchestrator.jobs`` logger with the job id, workflow, provider, attempt, event and
-status as fields of their own: this is the one place all of them pass through.
+status as fields of their own: this is the one place all of them pass through. A batch's
+submit is the exception: one line on ``orchestrator.batches`` for all its jobs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, not_, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.adapters.store.engine import IMMEDIATE
 from orchestrator.adapters.store.tables import (
     api_tokens,
+    batches,
     deliveries,
     delivery_attempts,
     job_events,
     jobs,
 )
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.job import ACTIVE, NEW_ATTEMPT, JobStatus, transition
+from orchestrator.domain.job import ACTIVE, NEW_ATTEMPT, TERMINAL, JobStatus, transition
 from orchestrator.domain.records import (
+    Batch,
+    BatchProgress,
     Delivery,
     DeliveryAttempt,
     Job,
@@ -43,6 +47,7 @@ from orchestrator.ports import AlreadyExists
 
 _JOB_FIELDS = set(Job.__dataclass_fields__)
 changes = logging.getLogger("orchestrator.jobs")
+batch_log = logging.getLogger("orchestrator.batches")
 
 
 def job_from_row(row: Row[Any]) -> Job:
@@ -50,6 +55,12 @@ def job_from_row(row: Row[Any]) -> Job:
     data["status"] = JobStatus(data["status"])
     data["labels"] = data.get("labels") or {}
     return Job(**data)
+
+
+def _batch(row: Row[Any]) -> Batch:
+    data = dict(row._mapping)
+    data["labels"] = data.get("labels") or {}
+    return Batch(**data)
 
 
 def _delivery(row: Row[Any]) -> Delivery:
@@ -115,6 +126,8 @@ class SqlStore(Transactions):
         conditions = [jobs.c.id == change.job_id,
                       jobs.c.status.in_([s.value for s in step.sources])]
         conditions += [_equals(name, value) for name, value in change.guard.items()]
+        if change.in_flight_cap is not None:
+            conditions.append(_in_flight(jobs.c.provider) < change.in_flight_cap)
         statement = update(jobs).where(*conditions).values(**values).returning(*jobs.c)
         with self._write() as conn:
             row = conn.execute(statement).one_or_none()
@@ -181,13 +194,63 @@ class SqlStore(Transactions):
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def overdue_jobs(self, now: float, limit: int) -> list[Job]:
+    def overdue_jobs(self, now: float, limit: int, *,
+                     dispatched_by: Sequence[str] = ()) -> list[Job]:
         query = (select(jobs)
                  .where(jobs.c.status.in_([s.value for s in ACTIVE]),
                         jobs.c.next_action_at < now)
                  .order_by(jobs.c.next_action_at).limit(limit))
+        if dispatched_by:
+            waiting = and_(jobs.c.status == JobStatus.QUEUED.value,
+                           jobs.c.provider.in_(list(dispatched_by)),
+                           jobs.c.dispatched_at.is_(None))
+            query = query.where(not_(waiting))
         with self._read() as conn:
             return [job_from_row(row) for row in conn.execute(query)]
+
+    def dispatch_candidates(self, provider: str, now: float, limit: int) -> list[Job]:
+        # A job's turn in its group: its place among the group's waiting jobs, after the
+        # group's jobs already handed out or in flight (so a big batch with many running
+        # does not win every tie against a small one that has none).
+        group = func.coalesce(jobs.c.batch_id, jobs.c.schedule_id, jobs.c.owner, "-")
+        busy = or_(jobs.c.status.in_([JobStatus.STARTING.value, JobStatus.RUNNING.value]),
+                   and_(jobs.c.status == JobStatus.QUEUED.value,
+                        jobs.c.dispatched_at.is_not(None)))
+        going = (select(group.label("grp"), func.count().label("n"))
+                 .where(jobs.c.provider == provider, busy).group_by(group).subquery())
+        place = func.row_number().over(partition_by=(group, jobs.c.priority),
+                                       order_by=jobs.c.id)
+        waiting = (select(jobs.c.id, jobs.c.priority, group.label("grp"), place.label("place"))
+                   .where(jobs.c.provider == provider,
+                          jobs.c.status == JobStatus.QUEUED.value,
+                          jobs.c.dispatched_at.is_(None),
+                          or_(jobs.c.next_action_at.is_(None), jobs.c.next_action_at <= now))
+                   .subquery())
+        turn = waiting.c.place + func.coalesce(going.c.n, 0)
+        query = (select(jobs).join(waiting, waiting.c.id == jobs.c.id)
+                 .outerjoin(going, going.c.grp == waiting.c.grp)
+                 .order_by(waiting.c.priority.desc(), turn, waiting.c.id)
+                 .limit(limit))
+        with self._read() as conn:
+            return [job_from_row(row) for row in conn.execute(query)]
+
+    def mark_dispatched(self, job_ids: Sequence[str], now: float) -> None:
+        if job_ids:
+            with self._write() as conn:
+                conn.execute(update(jobs).where(jobs.c.id.in_(list(job_ids)),
+                                                jobs.c.status == JobStatus.QUEUED.value)
+                             .values(dispatched_at=now))
+
+    def provider_load(self, provider: str) -> tuple[int, int]:
+        flying = [JobStatus.STARTING.value, JobStatus.RUNNING.value]
+        in_flight = select(func.count()).where(jobs.c.provider == provider,
+                                               jobs.c.status.in_(flying))
+        handed_out = select(func.count()).where(jobs.c.provider == provider,
+                                                jobs.c.status == JobStatus.QUEUED.value,
+                                                jobs.c.dispatched_at.is_not(None))
+        with self._read() as conn:
+            return (int(conn.execute(in_flight).scalar_one()),
+                    int(conn.execute(handed_out).scalar_one()))
 
     def run_claimed(self, provider: str, run_id: str) -> bool:
         query = select(jobs.c.id).where(jobs.c.provider == provider, jobs.c.run_id == run_id)
@@ -198,6 +261,62 @@ class SqlStore(Transactions):
         query = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
         with self._read() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    # batches ------------------------------------------------------------------------------
+
+    def add_batch(self, batch: Batch, new_jobs: Sequence[NewJob], now: float) -> None:
+        # Two executemany inserts (jobs, then their history rows) rather than a statement
+        # per job: 10,000 jobs go in one short transaction.
+        queued = JobStatus.QUEUED.value
+        rows = [{**new.__dict__, "labels": dict(new.labels), "status": queued,
+                 "created_at": now, "updated_at": now, "next_action_at": now}
+                for new in new_jobs]
+        history = [{"job_id": new.id, "attempt": 1, "event": "submit", "status": queued,
+                    "at": now, "detail": None} for new in new_jobs]
+        try:
+            with self._write() as conn:
+                conn.execute(insert(batches).values(**{**batch.__dict__,
+                                                       "labels": dict(batch.labels)}))
+                if rows:
+                    conn.execute(insert(jobs), rows)
+                    conn.execute(insert(job_events), history)
+        except IntegrityError:
+            raise AlreadyExists(f"batch {batch.id}: its idempotency key, or one of its jobs' "
+                                "keys, is taken") from None
+        # One line for the batch, not one per job: 10,000 log lines would take longer than
+        # the inserts themselves.
+        batch_log.info("batch %s submitted: %d jobs, %s … %s", batch.id, len(rows),
+                       new_jobs[0].id if rows else "-", new_jobs[-1].id if rows else "-",
+                       extra={"batch_id": batch.id, "event": "submit", "jobs": len(rows)})
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        with self._read() as conn:
+            row = conn.execute(select(batches).where(batches.c.id == batch_id)).one_or_none()
+        return None if row is None else _batch(row)
+
+    def find_batch_by_idempotency_key(self, owner: str, key: str) -> Batch | None:
+        query = select(batches).where(batches.c.owner == owner,
+                                      batches.c.idempotency_key == key)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _batch(row)
+
+    def batch_job_ids(self, batch_id: str) -> list[str]:
+        query = select(jobs.c.id).where(jobs.c.batch_id == batch_id).order_by(jobs.c.id)
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
+    def batch_progress(self, batch_id: str) -> BatchProgress:
+        ended = func.max(func.coalesce(jobs.c.finished_at, jobs.c.updated_at))
+        query = (select(jobs.c.status, func.count(), ended)
+                 .where(jobs.c.batch_id == batch_id).group_by(jobs.c.status))
+        with self._read() as conn:
+            found = [(str(status), int(count), last) for status, count, last
+                     in conn.execute(query)]
+        terminal = {s.value for s in TERMINAL}
+        last = max((float(t) for s, _, t in found if s in terminal and t is not None),
+                   default=None)
+        return BatchProgress({status: count for status, count, _ in found}, last)
 
     # deliveries ---------------------------------------------------------------------------
 
@@ -336,6 +455,16 @@ def _token(row: Row[Any]) -> Token:
     m = row._mapping
     return Token(id=m["id"], name=m["name"], prefix=m["prefix"], created_at=m["created_at"],
                  revoked_at=m["revoked_at"])
+
+
+def _in_flight(provider: Any) -> Any:
+    """How many of ``provider``'s jobs are starting or running, as a subquery of the
+    statement it is in (so the count and the change are one step under the write lock)."""
+    other = jobs.alias("other")
+    return (select(func.count()).select_from(other)
+            .where(other.c.provider == provider,
+                   other.c.status.in_([JobStatus.STARTING.value, JobStatus.RUNNING.value]))
+            .scalar_subquery())
 
 
 def _equals(column: str, value: object) -> Any:

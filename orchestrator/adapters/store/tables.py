@@ -21,6 +21,8 @@ class JobRow(SQLModel, table=True):
         Index("ix_jobs_status_next_action_at", "status", "next_action_at"),
         # Reconciling a lost launch asks whether a remote run is already ours.
         Index("ix_jobs_provider_run_id", "provider", "run_id"),
+        # The dispatcher's and the in-flight cap's counts: a provider's jobs by state.
+        Index("ix_jobs_provider_status", "provider", "status"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -56,6 +58,23 @@ class JobRow(SQLModel, table=True):
     next_action_at: float | None = None
     lease_until: float | None = None
     deadline_at: float | None = None
+    dispatched_at: float | None = None
+
+
+class BatchRow(SQLModel, table=True):
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_batches_owner_idempotency_key"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    owner: str | None = Field(default=None, max_length=40)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64)
+    total: int
+    labels: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    callback_url: str | None = Field(default=None, max_length=2000)
+    created_at: float
 
 
 class JobEventRow(SQLModel, table=True):
@@ -156,6 +175,7 @@ class ScheduleSlotRow(SQLModel, table=True):
 
 jobs = SQLModel.metadata.tables["jobs"]
 job_events = SQLModel.metadata.tables["job_events"]
+batches = SQLModel.metadata.tables["batches"]
 deliveries = SQLModel.metadata.tables["deliveries"]
 delivery_attempts = SQLModel.metadata.tables["delivery_attempts"]
 api_tokens = SQLModel.metadata.tables["api_tokens"]
