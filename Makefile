@@ -44,6 +44,9 @@ test: setup lint  ## lint, then the whole test suite
 unit: setup  ## the fast tests only
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+bench: setup  ## the short version of every benchmark scenario (docs/benchmarks.md)
+	$(BIN)/orchestrator bench all --quick
+
 format: setup
 	$(BIN)/ruff check --fix orchestrator workers tests
 	$(BIN)/ruff format orchestrator workers tests

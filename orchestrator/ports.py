@@ -217,8 +217,10 @@ class JobStore(Protocol):
         """Record that these (still queued) jobs' launches were handed out."""
         ...
 
-    def provider_load(self, provider: str) -> tuple[int, int]:
-        """(jobs starting or running, queued jobs handed out and not yet claimed)."""
+    def provider_load(self, provider: str, *, due_by: float | None = None) -> tuple[int, int]:
+        """(jobs starting or running, queued jobs handed out and not yet claimed). With
+        ``due_by``, only the handed-out ones due by then count: a launch waiting out a long
+        backoff holds no place meanwhile."""
         ...
 
     def touch_jobs(self, job_ids: Iterable[str], now: float, *, before: float) -> None:

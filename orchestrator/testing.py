@@ -192,13 +192,15 @@ class InMemoryStore:
                 if job is not None and job.status is JobStatus.QUEUED:
                     self._jobs[job_id] = dataclasses.replace(job, dispatched_at=now)
 
-    def provider_load(self, provider: str) -> tuple[int, int]:
-        return self._load(provider)
+    def provider_load(self, provider: str, *, due_by: float | None = None) -> tuple[int, int]:
+        return self._load(provider, due_by)
 
-    def _load(self, provider: str) -> tuple[int, int]:
+    def _load(self, provider: str, due_by: float | None = None) -> tuple[int, int]:
         mine = [j for j in self._jobs.values() if j.provider == provider]
         flying = sum(j.status in (JobStatus.STARTING, JobStatus.RUNNING) for j in mine)
-        handed = sum(j.status is JobStatus.QUEUED and j.dispatched_at is not None for j in mine)
+        handed = sum(j.status is JobStatus.QUEUED and j.dispatched_at is not None
+                     and (due_by is None or j.next_action_at is None
+                          or j.next_action_at <= due_by) for j in mine)
         return flying, handed
 
     def run_claimed(self, provider: str, run_id: str) -> bool:

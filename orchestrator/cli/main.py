@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from orchestrator.bench.cli import EPILOG as BENCH_EPILOG
+from orchestrator.bench.cli import bench
 from orchestrator.cli import batches, dev, jobs, providers, schedules, server
 
 app = typer.Typer(
@@ -20,6 +22,7 @@ app.command()(dev.demo)
 app.command()(server.api)
 app.command()(server.migrate)
 app.command()(server.sandbox)
+app.command(epilog=BENCH_EPILOG)(bench)
 app.command()(jobs.submit)
 app.add_typer(server.tokens_app, name="tokens")
 app.add_typer(jobs.jobs_app, name="jobs")

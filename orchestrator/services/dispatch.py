@@ -41,7 +41,7 @@ def dispatch(deps: Deps) -> DispatchOutcome:
     handed_out = 0
     now = deps.clock.now()
     for provider in paced_providers(deps):
-        room = _room(provider, deps)
+        room = _room(provider, deps, now)
         if room <= 0:
             continue
         jobs = deps.store.dispatch_candidates(provider, now, room)
@@ -54,10 +54,12 @@ def dispatch(deps: Deps) -> DispatchOutcome:
     return DispatchOutcome(handed_out)
 
 
-def _room(provider: str, deps: Deps) -> int:
-    """How many more launches to hand out now."""
+def _room(provider: str, deps: Deps, now: float) -> int:
+    """How many more launches to hand out now. Launches handed out and due within the
+    lookahead hold their places; one waiting out a long backoff (a runtime's retry_after)
+    does not keep the others back."""
     policy = deps.policy(provider)
-    in_flight, handed_out = deps.store.provider_load(provider)
+    in_flight, handed_out = deps.store.provider_load(provider, due_by=now + LOOKAHEAD_S)
     room = MOST_PER_TICK
     if policy.max_in_flight is not None:
         room = min(room, policy.max_in_flight - in_flight - handed_out)

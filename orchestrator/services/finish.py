@@ -33,7 +33,8 @@ def finish(
     now = deps.clock.now()
     target = apply(job.status, event)
     changes: dict[str, object] = {"finished_at": now, "next_action_at": None,
-                                  "lease_until": None, **(values or {})}
+                                  "lease_until": None, "dispatched_at": None,
+                                  **(values or {})}
     if outputs is not None:
         changes["outputs"] = outputs
     if error is not None:

@@ -207,9 +207,12 @@ def _defer(job: Job, deps: Deps, retry_after: float | None, why: str) -> LaunchO
                      f"the last error: {why}")
     now = deps.clock.now()
     delay = deps.policy(job.provider).backoff.delay(job.launch_tries, deps.rng, retry_after)
+    # Still handed out (its launch waits in the delay queue): the dispatcher counts it as
+    # holding a place and does not hand it out again; the sweep resends it if it is lost.
     moved = deps.store.move(JobChange(
         job.id, Event.DEFER, guard=_held(job),
-        values={"next_action_at": now + delay, "lease_until": None, "launch_tries": tries},
+        values={"next_action_at": now + delay, "lease_until": None, "launch_tries": tries,
+                "dispatched_at": now},
         detail=why[:500]), now)
     if moved is None:
         return LaunchOutcome("skipped", job, "moved by another worker")
@@ -224,7 +227,8 @@ def _wait_turn(job: Job, deps: Deps, wait: float, why: str) -> LaunchOutcome:
     now = deps.clock.now()
     moved = deps.store.move(JobChange(
         job.id, Event.DEFER, guard=_held(job),
-        values={"next_action_at": now + wait, "lease_until": None}, detail=why[:500]), now)
+        values={"next_action_at": now + wait, "lease_until": None, "dispatched_at": now},
+        detail=why[:500]), now)
     if moved is None:
         return LaunchOutcome("skipped", job, "moved by another worker")
     deps.scheduler.schedule([Launch(job.id, now + wait)])

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.domain.errors import RateLimited, Throttled
 from orchestrator.domain.job import JobStatus
 from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.domain.records import Launch
+from orchestrator.services.cancel import cancel_job
 from orchestrator.services.deps import Deps, ProviderPolicy
 from orchestrator.services.dispatch import dispatch
 from orchestrator.services.launch import launch_job
+from orchestrator.services.retry import retry_job
 from orchestrator.services.submit import JobSpec, new_job, submit_job
 from orchestrator.services.sweep import sweep
 from orchestrator.testing import FakeProvider, InMemoryStore, RecordingScheduler, make_deps
@@ -121,3 +124,44 @@ def test_a_batch_submitted_later_gets_turns_while_the_first_one_runs() -> None:
     first = store.dispatch_candidates("fake", deps.clock.now(), 5)
     # The big batch has three running; the small one none: the small one goes first.
     assert [j.id for j in first][:3] == [small[0], small[1], big[3]]
+
+
+def test_a_launch_waiting_for_its_turn_keeps_its_place() -> None:
+    """A throttled launch is back in queued with its launch in the delay queue: it holds
+    one of the turns handed out, so the dispatcher does not hand out more behind it."""
+    provider = FakeProvider("fake", polls_to_finish=99)
+    deps = make_deps(provider, policies={"fake": ProviderPolicy(
+        trigger_limit=RateLimit(1, 1.0))})
+    add_batch(deps, "bat_a", 5)
+    dispatch(deps)
+    [first] = handed(deps)
+    provider.errors["start"] = [Throttled("at its limit", retry_after=0.5)]
+    assert launch_job(first, deps).result == "throttled"
+    assert handed(deps) == [first]  # its own launch again, at its turn
+    assert deps.store.provider_load("fake") == (0, 1)
+    dispatch(deps)
+    assert handed(deps) == []  # its place is taken by the one waiting for its turn
+
+
+def test_a_launch_waiting_out_a_long_backoff_does_not_hold_the_others_back() -> None:
+    provider = FakeProvider("fake", polls_to_finish=99)
+    deps = make_deps(provider, policies={"fake": ProviderPolicy(
+        trigger_limit=RateLimit(1, 1.0))})
+    first, second = add_batch(deps, "bat_a", 2)
+    dispatch(deps)
+    assert handed(deps) == [first]
+    provider.errors["start"] = [RateLimited("runtime says wait", retry_after=120.0)]
+    assert launch_job(first, deps).result == "deferred"
+    handed(deps)
+    dispatch(deps)
+    assert handed(deps) == [second]  # the other job's turn is not lost to the wait
+
+
+def test_a_retried_job_holds_no_place_from_its_earlier_attempt() -> None:
+    deps = paced(max_in_flight=1)
+    [job_id] = add_batch(deps, "bat_a", 1)
+    dispatch(deps)
+    handed(deps)
+    cancel_job(job_id, deps)  # cancelled while handed out
+    retry_job(job_id, deps)
+    assert deps.store.provider_load("fake") == (0, 0)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, not_, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, not_, or_, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -130,6 +130,8 @@ class SqlStore(Transactions):
             conditions.append(_in_flight(jobs.c.provider) < change.in_flight_cap)
         statement = update(jobs).where(*conditions).values(**values).returning(*jobs.c)
         with self._write() as conn:
+            if change.in_flight_cap is not None:
+                _lock_provider_claims(conn, change.job_id)
             row = conn.execute(statement).one_or_none()
             if row is None:
                 return None
@@ -241,13 +243,16 @@ class SqlStore(Transactions):
                                                 jobs.c.status == JobStatus.QUEUED.value)
                              .values(dispatched_at=now))
 
-    def provider_load(self, provider: str) -> tuple[int, int]:
+    def provider_load(self, provider: str, *, due_by: float | None = None) -> tuple[int, int]:
         flying = [JobStatus.STARTING.value, JobStatus.RUNNING.value]
         in_flight = select(func.count()).where(jobs.c.provider == provider,
                                                jobs.c.status.in_(flying))
         handed_out = select(func.count()).where(jobs.c.provider == provider,
                                                 jobs.c.status == JobStatus.QUEUED.value,
                                                 jobs.c.dispatched_at.is_not(None))
+        if due_by is not None:
+            handed_out = handed_out.where(or_(jobs.c.next_action_at.is_(None),
+                                              jobs.c.next_action_at <= due_by))
         with self._read() as conn:
             return (int(conn.execute(in_flight).scalar_one()),
                     int(conn.execute(handed_out).scalar_one()))
@@ -455,6 +460,15 @@ def _token(row: Row[Any]) -> Token:
     m = row._mapping
     return Token(id=m["id"], name=m["name"], prefix=m["prefix"], created_at=m["created_at"],
                  revoked_at=m["revoked_at"])
+
+
+def _lock_provider_claims(conn: Connection, job_id: str) -> None:
+    """On PostgreSQL, claims on one provider take a transaction lock first: under READ
+    COMMITTED two claims would each count the other's job as not yet in flight and both
+    pass the cap. SQLite needs none: ``BEGIN IMMEDIATE`` already lets one writer in."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext("
+                          "(SELECT provider FROM jobs WHERE id = :id)))"), {"id": job_id})
 
 
 def _in_flight(provider: Any) -> Any:
