@@ -41,6 +41,9 @@ from orchestrator.services.reconcile import (
     same_inputs,
 )
 
+# A claim younger than this still stands for the send time and lease of a start.
+FRESH_CLAIM_S = 0.5
+
 
 @dataclass(frozen=True)
 class LaunchOutcome:
@@ -74,7 +77,7 @@ def launch_job(job_id: str, deps: Deps, *, run_id: str | None = None) -> LaunchO
             now)
         if claimed is None:
             return _not_claimed(job, deps, cap)
-        return _start(claimed, deps)
+        return _start(claimed, deps, just_claimed=True)
     if job.status is JobStatus.STARTING:
         return _recover(job, deps, now)
     return LaunchOutcome("skipped", job, f"job is {job.status}")
@@ -126,12 +129,18 @@ def _recover(job: Job, deps: Deps, now: float) -> LaunchOutcome:
     return _reconcile(taken, provider, deps)
 
 
-def _start(job: Job, deps: Deps) -> LaunchOutcome:
+def _start(job: Job, deps: Deps, *, just_claimed: bool = False) -> LaunchOutcome:
+    """``just_claimed``: the claim took the lease and stamped the send time; if nothing was
+    stored since and it was a moment ago, renewing them again is a write for nothing (and
+    time between a rate-limit turn coming and the request going)."""
     provider = deps.providers.get(job.provider)
     held: Job | None = job
     try:
         held = _with_reservation(job, provider, deps)
-        held = held and _renew(held, deps, sending=True)
+        fresh = (just_claimed and held is job
+                 and deps.clock.now() - (job.launch_sent_at or 0.0) < FRESH_CLAIM_S)
+        if not fresh:
+            held = held and _renew(held, deps, sending=True)
         if held is None:
             return LaunchOutcome("skipped", job, "lost the launch to another worker")
         run_id = provider.start(LaunchRequest(
