@@ -28,6 +28,7 @@ from orchestrator.cli.common import (
     err,
     fail,
     out,
+    parse_labels,
     print_json,
 )
 from orchestrator.client import MAX_BATCH_JOBS, Client, ClientError
@@ -76,16 +77,6 @@ def read_jobs(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     return jobs, lines
 
 
-def _labels(items: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--label takes KEY=VALUE (e.g. --label run=2024-06-01), got '{item}'")
-        labels[key] = value
-    return labels
-
-
 @batch_app.command("submit")
 def submit(
     file: Annotated[Path, typer.Argument(help="JSONL: one job spec per line", dir_okay=False)],
@@ -121,7 +112,7 @@ def submit(
     jobs, lines = read_jobs(file)
     client = client_or_exit()
     batches = _upload(client, jobs, lines, batch_size, idempotency_key=idempotency_key,
-                      labels=_labels(label or []) or None, callback_url=callback_url)
+                      labels=parse_labels(label or []) or None, callback_url=callback_url)
     if not wait:
         if json_:
             print_json(batches)

@@ -64,3 +64,14 @@ def read_inputs(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         fail(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """Repeated ``--label KEY=VALUE`` options as a map; a malformed one exits 1 naming it."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--label takes KEY=VALUE (e.g. --label team=growth), got '{item}'")
+        labels[key] = value
+    return labels

@@ -19,6 +19,7 @@ from orchestrator.cli.common import (
     client_or_exit,
     fail,
     out,
+    parse_labels,
     print_json,
     read_inputs,
 )
@@ -31,16 +32,6 @@ schedules_app = typer.Typer(
 SLOT_STYLE = {"fired": "green", "skipped": "yellow", "buffered": "cyan", "missed": "magenta",
               "failed": "red"}
 Name = Annotated[str, typer.Argument(help="the schedule's name")]
-
-
-def _parse_labels(items: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--label takes KEY=VALUE (e.g. --label team=growth), got '{item}'")
-        labels[key] = value
-    return labels
 
 
 @schedules_app.command("add")
@@ -73,7 +64,7 @@ def add(
     if (cron is None) == (every is None):
         fail("give exactly one of --cron (e.g. --cron '0 2 * * *') or --every (e.g. --every 5m)")
     values = read_inputs(inputs)
-    labels = _parse_labels(label or [])
+    labels = parse_labels(label or [])
     schedule = call(client_or_exit().create_schedule, name, workflow, values, cron=cron,
                     every=every, timezone=timezone, labels=labels, overlap=overlap,
                     catchup=catchup, paused=paused)
