@@ -94,8 +94,7 @@ def create(body: ScheduleIn, _: TokenDep, container: ContainerDep) -> dict[str, 
 @router.get("", response_model=ScheduleList)
 def list_all(_: TokenDep, container: ContainerDep) -> dict[str, Any]:
     """Every schedule, by name."""
-    schedules = sorted(store_of(container.deps).list_schedules(), key=lambda s: s.name)
-    return {"items": [schedule_resource(s) for s in schedules]}
+    return {"items": [schedule_resource(s) for s in store_of(container.deps).list_schedules()]}
 
 
 @router.get("/{name}", response_model=ScheduleDetailOut)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from orchestrator.domain.job import JobStatus
 from orchestrator.domain.records import Action, Deliver, Launch, Poll
 from orchestrator.services.deps import Deps
+from orchestrator.services.dispatch import paced_providers
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,7 @@ def sweep(deps: Deps, *, limit: int = 1000) -> SweepOutcome:
     cutoff = now - deps.limits.sweep_grace_s
     actions: list[Action] = []
     # A paced provider's queued job not handed out yet waits for the dispatcher: not lost.
-    paced = [name for name in deps.providers.names() if deps.policy(name).paced]
-    jobs = deps.store.overdue_jobs(cutoff, limit, dispatched_by=paced)
+    jobs = deps.store.overdue_jobs(cutoff, limit, dispatched_by=paced_providers(deps))
     for job in jobs:
         if job.status is JobStatus.RUNNING:
             actions.append(Poll(job.id, job.polls))
