@@ -3,33 +3,16 @@ migrated SQLite: one transaction for the batch and all its jobs, all or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator.adapters.store.engine import make_engine
-from orchestrator.adapters.store.migrate import upgrade
-from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.domain.ids import new_ids
 from orchestrator.domain.job import Event, JobStatus
 from orchestrator.domain.records import Batch, JobChange, NewJob
 from orchestrator.ports import AlreadyExists, JobStore
-from orchestrator.testing import InMemoryStore
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "memory":
-        yield InMemoryStore()
-        return
-    engine = make_engine(f"sqlite:///{tmp_path}/store.db")
-    upgrade(engine)
-    yield SqlStore(engine)
-    engine.dispose()
 
 
 def batch(batch_id: str = "bat_1", total: int = 3, **kw: Any) -> Batch:

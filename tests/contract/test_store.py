@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +12,11 @@ from sqlmodel import SQLModel
 
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.migrate import current_revision, head_revision, upgrade
-from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.domain.job import Event, JobStatus
 from orchestrator.domain.records import DeliveryAttempt, JobChange, NewDelivery, NewJob
 from orchestrator.ports import AlreadyExists, JobStore
-from orchestrator.testing import InMemoryStore
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "memory":
-        yield InMemoryStore()
-        return
-    engine = make_engine(f"sqlite:///{tmp_path}/store.db")
-    upgrade(engine)
-    yield SqlStore(engine)
-    engine.dispose()
 
 
 def new_job(n: int = 1, **kw: Any) -> NewJob:

@@ -8,50 +8,28 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrator.adapters.store.migrate import upgrade
-from orchestrator.api.app import create_app
-from orchestrator.bootstrap import Container, SystemClock
-from orchestrator.config import Settings
+from orchestrator.bootstrap import Container
 from orchestrator.domain.records import Launch
-from orchestrator.domain.webhook import new_secret
-from orchestrator.services.tokens import create_token
 from orchestrator.testing import RecordingScheduler
+from tests.unit.api_support import api_client, error_of, make_container, new_token
 
 
 @pytest.fixture
 def container(tmp_path: Path) -> Iterator[Container]:
-    settings = Settings.model_validate({
-        "database": {"url": f"sqlite:///{tmp_path}/api.db"},
-        "providers": {"sandbox": {"type": "sandbox", "base_url": "http://127.0.0.1:1",
-                                  "api_key": "k"},
-                      "cw": {"type": "codewords", "base_url": "http://127.0.0.1:1",
-                             "api_key": "k"}},
-        "callbacks": {"signing_secret": new_secret()},
-        "jobs": {"max_input_bytes": 2048},
-    })
-    container = Container(settings, scheduler=RecordingScheduler())
-    upgrade(container.engine)
+    container = make_container(tmp_path)
     yield container
     container.close()
 
 
 @pytest.fixture
 def token(container: Container) -> str:
-    plain, _ = create_token("test", container.store, SystemClock())
-    return plain
+    return new_token(container)
 
 
 @pytest.fixture
 def api(container: Container, token: str) -> Iterator[TestClient]:
-    with TestClient(create_app(container.settings, container)) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
+    with api_client(container, token) as client:
         yield client
-
-
-def error_of(response: object) -> dict[str, str]:
-    body = response.json()  # type: ignore[attr-defined]
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    return body["error"]  # type: ignore[no-any-return]
 
 
 def test_submit_then_get(api: TestClient, container: Container) -> None:

@@ -11,52 +11,32 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrator.adapters.store.migrate import upgrade
-from orchestrator.api.app import create_app
-from orchestrator.bootstrap import Container, SystemClock
+from orchestrator.bootstrap import Container
 from orchestrator.client import Client, ClientError
-from orchestrator.config import Settings
 from orchestrator.domain.records import Launch
-from orchestrator.domain.webhook import new_secret
-from orchestrator.services.tokens import create_token
 from orchestrator.testing import RecordingScheduler
+from tests.unit.api_support import api_client, error_of, make_container, new_token
 
-PROVIDERS = {"sandbox": {"type": "sandbox", "base_url": "http://127.0.0.1:1", "api_key": "k"},
-             "cw": {"type": "codewords", "base_url": "http://127.0.0.1:1", "api_key": "k"}}
 MAX_BATCH_BYTES = 200_000
 
 
 @pytest.fixture
 def container(tmp_path: Path) -> Iterator[Container]:
-    settings = Settings.model_validate({
-        "database": {"url": f"sqlite:///{tmp_path}/api.db"},
-        "providers": PROVIDERS,
-        "callbacks": {"signing_secret": new_secret()},
-        "jobs": {"max_input_bytes": 2048, "max_batch_bytes": MAX_BATCH_BYTES},
-    })
-    container = Container(settings, scheduler=RecordingScheduler())
-    upgrade(container.engine)
+    container = make_container(tmp_path, jobs={"max_input_bytes": 2048,
+                                               "max_batch_bytes": MAX_BATCH_BYTES})
     yield container
     container.close()
 
 
 @pytest.fixture
 def token(container: Container) -> str:
-    plain, _ = create_token("test", container.store, SystemClock())
-    return plain
+    return new_token(container)
 
 
 @pytest.fixture
 def api(container: Container, token: str) -> Iterator[TestClient]:
-    with TestClient(create_app(container.settings, container)) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
+    with api_client(container, token) as client:
         yield client
-
-
-def error_of(response: Any) -> dict[str, str]:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    return body["error"]  # type: ignore[no-any-return]
 
 
 def jobs_total(container: Container) -> int:

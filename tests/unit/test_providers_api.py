@@ -12,37 +12,26 @@ import redis
 from fastapi.testclient import TestClient
 
 from orchestrator.adapters.embedded import EmbeddedRedis
-from orchestrator.adapters.store.migrate import upgrade
 from orchestrator.api.app import create_app
-from orchestrator.bootstrap import Container, SystemClock
-from orchestrator.config import Settings
+from orchestrator.bootstrap import Container
 from orchestrator.services.submit import JobSpec, submit_job
-from orchestrator.services.tokens import create_token
-from orchestrator.testing import RecordingScheduler
+from tests.unit.api_support import api_client, error_of, make_container
 
 
 @pytest.fixture
 def container(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[Container]:
     redis.Redis.from_url(redis_server.url).flushdb()
-    settings = Settings.model_validate({
-        "database": {"url": f"sqlite:///{tmp_path}/api.db"},
-        "redis": {"url": redis_server.url},
-        "providers": {
-            "cordage": {"type": "cordage", "base_url": "http://127.0.0.1:1", "api_key": "k",
-                        "max_in_flight": 5, "rate_limits": {"trigger": "10/6s"}},
-            "cw": {"type": "codewords", "base_url": "http://127.0.0.1:1", "api_key": "k"}},
-    })
-    container = Container(settings, scheduler=RecordingScheduler())
-    upgrade(container.engine)
+    container = make_container(tmp_path, redis={"url": redis_server.url}, providers={
+        "cordage": {"type": "cordage", "base_url": "http://127.0.0.1:1", "api_key": "k",
+                    "max_in_flight": 5, "rate_limits": {"trigger": "10/6s"}},
+        "cw": {"type": "codewords", "base_url": "http://127.0.0.1:1", "api_key": "k"}})
     yield container
     container.close()
 
 
 @pytest.fixture
 def api(container: Container) -> Iterator[TestClient]:
-    plain, _ = create_token("test", container.store, SystemClock())
-    with TestClient(create_app(container.settings, container)) as client:
-        client.headers["Authorization"] = f"Bearer {plain}"
+    with api_client(container) as client:
         yield client
 
 
@@ -78,4 +67,4 @@ def test_providers_need_a_token(container: Container) -> None:
     with TestClient(create_app(container.settings, container)) as client:
         response = client.get("/v1/providers")
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
+    assert error_of(response)["code"] == "unauthorized"

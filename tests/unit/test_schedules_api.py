@@ -7,61 +7,34 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrator.adapters.store.migrate import upgrade
-from orchestrator.api.app import create_app
-from orchestrator.bootstrap import Container, SystemClock
+from orchestrator.bootstrap import Container
 from orchestrator.client import Client, ClientError
-from orchestrator.config import Settings
 from orchestrator.domain.records import Launch
-from orchestrator.domain.webhook import new_secret
 from orchestrator.services.fire import fire_due
-from orchestrator.services.tokens import create_token
 from orchestrator.testing import RecordingScheduler
+from tests.unit.api_support import api_client, error_of, make_container
 
-PROVIDERS = {"sandbox": {"type": "sandbox", "base_url": "http://127.0.0.1:1", "api_key": "k"},
-             "cw": {"type": "codewords", "base_url": "http://127.0.0.1:1", "api_key": "k"}}
 NIGHTLY = {"name": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Berlin",
            "job": {"workflow": "sandbox/echo", "inputs": {"a": 1}}}
-
-
-def make_container(tmp_path: Path, **settings: Any) -> Container:
-    config = Settings.model_validate({
-        "database": {"url": f"sqlite:///{tmp_path}/api.db"},
-        "providers": PROVIDERS,
-        "callbacks": {"signing_secret": new_secret()},
-        "jobs": {"max_input_bytes": 2048},
-        **settings,
-    })
-    return Container(config, scheduler=RecordingScheduler())
 
 
 @pytest.fixture
 def container(tmp_path: Path) -> Iterator[Container]:
     container = make_container(tmp_path)
-    upgrade(container.engine)
     yield container
     container.close()
 
 
 @pytest.fixture
 def api(container: Container) -> Iterator[TestClient]:
-    plain, _ = create_token("test", container.store, SystemClock())
-    with TestClient(create_app(container.settings, container)) as client:
-        client.headers["Authorization"] = f"Bearer {plain}"
+    with api_client(container) as client:
         yield client
-
-
-def error_of(response: Any) -> dict[str, str]:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    return body["error"]  # type: ignore[no-any-return]
 
 
 def epoch(rfc3339: str) -> float:
