@@ -36,6 +36,20 @@ class BackoffPolicy:
             attempt = min(attempt, math.ceil(ceiling) + 1)
         return min(self.max_s, self.initial_s * self.factor**attempt)
 
+    def steps_within(self, elapsed: float) -> int:
+        """How many retries this backoff makes in ``elapsed`` seconds (un-jittered): the
+        attempt number of a wait that is paced by time passed rather than by a counter."""
+        steps, spent = 0, 0.0
+        while steps < 10_000:
+            base = self.base(steps)
+            if base >= self.max_s:  # past the cap each step is max_s: the rest in one go
+                return steps + max(0, math.floor((elapsed - spent) / self.max_s))
+            if spent + base > elapsed:
+                return steps
+            spent += base
+            steps += 1
+        return steps
+
     def delay(
         self, attempt: int, rng: random.Random, retry_after: float | None = None
     ) -> float:

@@ -104,7 +104,8 @@ def _held(job: Job) -> dict[str, object]:
     return {"status": JobStatus.STARTING.value, "lease_until": job.lease_until}
 
 
-def _renew(job: Job, deps: Deps, *, sending: bool = False) -> Job | None:
+def _renew(job: Job, deps: Deps, *, sending: bool = False,
+           tries: int | None = None) -> Job | None:
     """Extend the lease before a remote call; None if it was lost meanwhile. Before a
     start request (``sending``) the send time is recorded too: reconciling a lost answer
     waits for runs made since the last start that may have gone out."""
@@ -112,6 +113,8 @@ def _renew(job: Job, deps: Deps, *, sending: bool = False) -> Job | None:
     values: dict[str, object] = {"lease_until": now + deps.limits.launch_lease_s}
     if sending:
         values["launch_sent_at"] = now
+    if tries is not None:
+        values["launch_tries"] = tries
     if not deps.store.update_job(job.id, guard=_held(job), values=values):
         return None
     return dataclasses.replace(job, **values)  # type: ignore[arg-type]
@@ -129,10 +132,12 @@ def _recover(job: Job, deps: Deps, now: float) -> LaunchOutcome:
     return _reconcile(taken, provider, deps)
 
 
-def _start(job: Job, deps: Deps, *, just_claimed: bool = False) -> LaunchOutcome:
+def _start(job: Job, deps: Deps, *, just_claimed: bool = False,
+           tries: int | None = None) -> LaunchOutcome:
     """``just_claimed``: the claim took the lease and stamped the send time; if nothing was
     stored since and it was a moment ago, renewing them again is a write for nothing (and
-    time between a rate-limit turn coming and the request going)."""
+    time between a rate-limit turn coming and the request going). ``tries``: the failed
+    tries so far, stored with the send time when it changed."""
     provider = deps.providers.get(job.provider)
     held: Job | None = job
     try:
@@ -140,7 +145,7 @@ def _start(job: Job, deps: Deps, *, just_claimed: bool = False) -> LaunchOutcome
         fresh = (just_claimed and held is job
                  and deps.clock.now() - (job.launch_sent_at or 0.0) < FRESH_CLAIM_S)
         if not fresh:
-            held = held and _renew(held, deps, sending=True)
+            held = held and _renew(held, deps, sending=True, tries=tries)
         if held is None:
             return LaunchOutcome("skipped", job, "lost the launch to another worker")
         run_id = provider.start(LaunchRequest(
@@ -284,7 +289,13 @@ def _reconcile(job: Job, provider: Provider, deps: Deps) -> LaunchOutcome:
             return _look_again(job, deps, "the run found was just taken by another job")
         return _started(job, decision.run_id, deps, how="found among the runtime's runs")
     if isinstance(decision, StartAgain):
-        return _start(job, deps)  # which records the new send time before it sends
+        # The start sent before never took effect: that was a failed try.
+        tries = job.launch_tries + 1
+        if tries >= deps.limits.max_launch_tries:
+            return _fail(job, deps, "launch_failed",
+                         f"the job could not be started on '{job.provider}' after {tries} "
+                         "tries; the last start request got no answer and made no run")
+        return _start(job, deps, tries=tries)  # records the send time before it sends
     if isinstance(decision, LookAgain):
         return _look_again(job, deps, decision.why)
     return _fail(job, deps, "launch_unknown", _unknown(job, decision.why))
@@ -316,15 +327,16 @@ def _reconcile_decision(job: Job, finder: RunFinder, deps: Deps) -> Decision:
 
 
 def _look_again(job: Job, deps: Deps, why: str, *, delay: float | None = None) -> LaunchOutcome:
-    """Keep the job starting, its lease ending when it is time to look again. ``delay``: the
-    wait for a read turn (not a try: the listing was never sent)."""
+    """Keep the job starting, its lease ending when it is time to look again. Looking is
+    not a failed try (the reconcile window bounds it), so the wait grows with the time
+    since the start was sent, not with ``launch_tries``. ``delay``: the wait for a read
+    turn."""
     now = deps.clock.now()
-    tries = job.launch_tries if delay is not None else job.launch_tries + 1
     if delay is None:
-        delay = deps.policy(job.provider).backoff.delay(job.launch_tries, deps.rng)
-    if not deps.store.update_job(
-            job.id, guard=_held(job),
-            values={"lease_until": now + delay, "launch_tries": tries}):
+        backoff = deps.policy(job.provider).backoff
+        looked = backoff.steps_within(now - (job.launch_sent_at or job.updated_at))
+        delay = backoff.delay(looked, deps.rng)
+    if not deps.store.update_job(job.id, guard=_held(job), values={"lease_until": now + delay}):
         return LaunchOutcome("skipped", job, "moved by another worker")
     deps.scheduler.schedule([Launch(job.id, now + delay)])
     return LaunchOutcome("reconciling", job, why)

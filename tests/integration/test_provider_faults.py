@@ -56,11 +56,13 @@ def test_every_job_ends_right_with_no_duplicate_and_no_early_request(faulty: Har
     h.wait_until(lambda: h.all_terminal(ids), 400, "every job to end")
 
     wrong = Counter()
+    wrong_ids: list[str] = []
     for job_id, want in expected.items():
         job = h.store.get_job(job_id)
         assert job is not None
         if job.status.value != want:
             wrong[(job.provider, job.status.value, job.error_code)] += 1
+            wrong_ids.append(job_id)
     runs = Counter(run["inputs"].get("tag") for run in h.runs()
                    if isinstance(run.get("inputs"), dict))
     doubled = {tag: n for tag, n in runs.items() if n > 1}
@@ -68,7 +70,8 @@ def test_every_job_ends_right_with_no_duplicate_and_no_early_request(faulty: Har
     print(f"\ninjected: {stats['injected']}, 429s: {stats['responses_429']}, "
           f"runs: {stats['runs_started']}, duplicate starts recognised by reservation: "
           f"{stats['duplicate_starts']}, early: {stats['early_requests']}")
-    assert not wrong, f"jobs that ended in the wrong state: {dict(wrong)}"
+    assert not wrong, (f"jobs that ended in the wrong state: {dict(wrong)}\n"
+                       + _job_histories(h, wrong_ids[:3]))
     assert not doubled, f"remote runs started twice: {doubled}\n" + _histories(h, doubled)
     assert stats["early_requests"] == 0, stats["early_by_bucket"]
     assert stats["injected"]["drop_after"] > 0 and stats["responses_429"] > 0
@@ -91,9 +94,16 @@ def _histories(h: Harness, tags: dict[str, int]) -> str:
     for tag in tags:
         runs = [r for r in h.runs() if isinstance(r.get("inputs"), dict)
                 and r["inputs"].get("tag") == tag]
-        job_id = runs[0].get("correlation_id")
         lines.append(f"{tag}: runs {[(r['run_id'], r['created_at']) for r in runs]}")
-        for event in h.store.job_events(str(job_id)):
+        lines.append(_job_histories(h, [str(runs[0].get("correlation_id"))]))
+    return "\n".join(lines)
+
+
+def _job_histories(h: Harness, job_ids: list[str]) -> str:
+    lines = []
+    for job_id in job_ids:
+        lines.append(f"job {job_id}:")
+        for event in h.store.job_events(job_id):
             lines.append(f"   {event['at']:.3f} {event['event']} {event['status']} "
                          f"{event['detail'] or ''}")
     return "\n".join(lines)

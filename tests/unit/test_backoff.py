@@ -65,3 +65,22 @@ def test_huge_attempt_numbers_do_not_overflow() -> None:
 def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         BackoffPolicy(**kwargs)
+
+
+@given(policies, st.floats(0, 1e6), st.floats(0, 1e6))
+def test_steps_within_counts_the_retries_that_fit_and_only_grows(
+    policy: BackoffPolicy, a: float, b: float
+) -> None:
+    short, long = sorted((a, b))
+    steps = policy.steps_within(short)
+    assert steps <= policy.steps_within(long)
+    if steps < 10_000:
+        assert sum(policy.base(n) for n in range(steps)) <= short * (1 + 1e-9) + 1e-9
+
+
+def test_steps_within_follows_the_documented_sequence() -> None:
+    policy = BackoffPolicy(initial_s=2, factor=1.5, max_s=30, jitter=0)
+    # 2 + 3 + 4.5 = 9.5 fit in 10 s; 9.5 + 6.75 does not; the first seven make 64.34375,
+    # after which each step is the 30 s cap
+    assert [policy.steps_within(s) for s in (0, 1.9, 2, 10, 16.25, 64.34375 + 90)] == [
+        0, 0, 1, 3, 4, 10]

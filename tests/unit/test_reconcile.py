@@ -72,9 +72,11 @@ def test_a_page_of_only_newer_runs_concludes_nothing() -> None:
         "the runtime's list of runs does not reach back to when the start was sent")
 
 
-def listing_deps(**kw: object) -> tuple[ListingProvider, object]:
+def listing_deps(limits: Limits | None = None,
+                 **kw: object) -> tuple[ListingProvider, object]:
     provider = ListingProvider("cord", **kw)  # type: ignore[arg-type]
-    deps = make_deps(provider, limits=Limits(reconcile_settle_s=10, reconcile_window_s=120))
+    deps = make_deps(provider, limits=limits or Limits(reconcile_settle_s=10,
+                                                       reconcile_window_s=120))
     assert isinstance(deps.clock, FakeClock)
     provider.clock = deps.clock
     return provider, deps
@@ -129,3 +131,28 @@ def test_a_throttled_listing_waits_for_its_turn_and_never_gives_up_for_it() -> N
     job = deps.store.get_job(job_id)  # type: ignore[attr-defined]
     assert job.status is JobStatus.COMPLETED and job.run_id in provider.runs
     assert provider.starts == 1 and len(provider.runs) == 1
+
+
+def test_looking_again_is_not_a_failed_try() -> None:
+    """A reconcile that looks at the runs many times while the start settles (a long
+    settle, a short backoff) must not use up the job's launch tries: only starts count."""
+    provider, deps = listing_deps(Limits(reconcile_settle_s=60, reconcile_window_s=300,
+                                         max_launch_tries=3))
+    provider.errors["start"] = [Transient("read timed out", request_sent=True)]
+    job_id = submit_job(JobSpec("cord/echo", {"n": 1}), deps).job.id  # type: ignore[arg-type]
+    results = drain(deps)  # type: ignore[arg-type]
+    assert results.count("launch:reconciling") > 3
+    job = deps.store.get_job(job_id)  # type: ignore[attr-defined]
+    assert job.status is JobStatus.COMPLETED and job.launch_tries == 1
+    assert provider.starts == 2 and len(provider.runs) == 1
+
+
+def test_starts_lost_again_and_again_fail_in_the_end() -> None:
+    provider, deps = listing_deps(Limits(reconcile_settle_s=10, reconcile_window_s=120,
+                                         max_launch_tries=3))
+    provider.errors["start"] = [Transient("read timed out", request_sent=True)] * 10
+    job_id = submit_job(JobSpec("cord/echo", {"n": 1}), deps).job.id  # type: ignore[arg-type]
+    drain(deps)  # type: ignore[arg-type]
+    job = deps.store.get_job(job_id)  # type: ignore[attr-defined]
+    assert job.status is JobStatus.FAILED and job.error_code == "launch_failed"
+    assert "after 3 tries" in job.error_message and provider.starts == 3
