@@ -14,6 +14,18 @@ from orchestrator.domain.job import Event, JobStatus
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """An output file kept in our artifact store: where the runtime had it (``url``), where
+    we keep it (``key``, relative to the store's root) and what it holds."""
+
+    url: str
+    key: str
+    sha256: str
+    size: int
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     workflow: str
@@ -51,6 +63,7 @@ class Job:
     # When the dispatcher last handed the launch out (paced providers): a launch handed out
     # and not yet claimed holds its place, so no more are handed out than can start.
     dispatched_at: float | None = None
+    artifacts: tuple[Artifact, ...] = ()
 
     @property
     def workflow_name(self) -> str:
@@ -88,6 +101,8 @@ class Batch:
     request_hash: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     callback_url: str | None = None
+    # When its last job ended and batch.completed was emitted (set once).
+    completed_at: float | None = None
 
 
 @dataclass(frozen=True)

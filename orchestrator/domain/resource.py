@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.domain.job import TERMINAL, JobStatus
-from orchestrator.domain.records import Batch, BatchProgress, Job
+from orchestrator.domain.records import Artifact, Batch, BatchProgress, Job
 from orchestrator.domain.webhook import rfc3339
 
 TERMINAL_EVENT_TYPES = {
@@ -20,6 +20,14 @@ def _time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)
 
 
+def artifact_resource(job_id: str, n: int, artifact: Artifact) -> dict[str, Any]:
+    """``download`` is our copy (the API path, relative to the server's root); ``url`` is
+    where the runtime had the file."""
+    return {"url": artifact.url, "sha256": artifact.sha256, "size": artifact.size,
+            "content_type": artifact.content_type,
+            "download": f"/v1/jobs/{job_id}/artifacts/{n}"}
+
+
 def job_resource(job: Job) -> dict[str, Any]:
     error = None
     if job.error_code or job.error_message:
@@ -31,7 +39,7 @@ def job_resource(job: Job) -> dict[str, Any]:
         "inputs": job.inputs,
         "path": job.path,
         "outputs": job.outputs,
-        "artifacts": [],
+        "artifacts": [artifact_resource(job.id, n, a) for n, a in enumerate(job.artifacts)],
         "error": error,
         "remote": {"provider": job.provider, "run_id": job.run_id, "status": job.remote_status},
         "attempt": job.attempt,

@@ -33,6 +33,7 @@ from orchestrator.adapters.store.tables import (
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.job import ACTIVE, NEW_ATTEMPT, TERMINAL, JobStatus, transition
 from orchestrator.domain.records import (
+    Artifact,
     Batch,
     BatchProgress,
     Delivery,
@@ -54,6 +55,7 @@ def job_from_row(row: Row[Any]) -> Job:
     data = {k: v for k, v in row._mapping.items() if k in _JOB_FIELDS}
     data["status"] = JobStatus(data["status"])
     data["labels"] = data.get("labels") or {}
+    data["artifacts"] = tuple(Artifact(**a) for a in data.get("artifacts") or ())
     return Job(**data)
 
 

@@ -59,6 +59,8 @@ class JobRow(SQLModel, table=True):
     lease_until: float | None = None
     deadline_at: float | None = None
     dispatched_at: float | None = None
+    # Output files kept in the artifact store: [{url, key, sha256, size, content_type}].
+    artifacts: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class BatchRow(SQLModel, table=True):
@@ -75,6 +77,8 @@ class BatchRow(SQLModel, table=True):
     labels: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
     callback_url: str | None = Field(default=None, max_length=2000)
     created_at: float
+    # Set once, by the compare-and-set that emits batch.completed when its last job ends.
+    completed_at: float | None = None
 
 
 class JobEventRow(SQLModel, table=True):
@@ -106,6 +110,28 @@ class DeliveryRow(SQLModel, table=True):
     last_status_code: int | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+
+
+class CallbackEndpointRow(SQLModel, table=True):
+    __tablename__ = "callback_endpoints"
+
+    id: str = Field(primary_key=True, max_length=40)
+    url: str = Field(max_length=2000)
+    description: str | None = Field(default=None, max_length=500)
+    event_types: Any = Field(sa_column=Column(JSON, nullable=False))
+    workflows: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    labels: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Signing secrets, encrypted (Fernet): the current one, and the one it replaced while
+    # both sign (until previous_until).
+    secret: str = Field(max_length=500)
+    previous_secret: str | None = Field(default=None, max_length=500)
+    previous_until: float | None = None
+    enabled: bool = True
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    # Since when every attempt failed (None after a success): long enough disables it.
+    failing_since: float | None = None
+    created_at: float
+    updated_at: float
 
 
 class DeliveryAttemptRow(SQLModel, table=True):
@@ -178,6 +204,7 @@ job_events = SQLModel.metadata.tables["job_events"]
 batches = SQLModel.metadata.tables["batches"]
 deliveries = SQLModel.metadata.tables["deliveries"]
 delivery_attempts = SQLModel.metadata.tables["delivery_attempts"]
+callback_endpoints = SQLModel.metadata.tables["callback_endpoints"]
 api_tokens = SQLModel.metadata.tables["api_tokens"]
 schedules = SQLModel.metadata.tables["schedules"]
 schedule_slots = SQLModel.metadata.tables["schedule_slots"]
