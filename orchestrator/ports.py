@@ -15,6 +15,7 @@ from orchestrator.domain.job import LaunchRequest, RunStatus
 from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.domain.records import (
     Action,
+    Artifact,
     Batch,
     BatchProgress,
     Delivery,
@@ -359,3 +360,26 @@ class SendResult:
 
 class CallbackSender(Protocol):
     def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult: ...
+
+
+class UrlGuard(Protocol):
+    """The SSRF guard: a callback URL may only reach public addresses."""
+
+    def check(self, url: str) -> None:
+        """Raise ``orchestrator.domain.netguard.UnsafeUrl`` (a ``ValueError`` whose message
+        says why) unless the URL is http(s) and every address its host resolves to may be
+        reached."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Where output files are kept, so they outlive the runtime's retention."""
+
+    def keep(self, job_id: str, n: int, url: str) -> Artifact:
+        """Download the file at ``url`` into the store as the job's ``n``-th artifact;
+        raises ``Transient`` when it may work later, ``Permanent`` when it never will."""
+        ...
+
+    def open(self, key: str) -> Iterator[bytes]:
+        """The kept file's bytes, in chunks; ``FileNotFoundError`` if it is not there."""
+        ...

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from orchestrator.domain.backoff import BackoffPolicy
 from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.ports import (
+    ArtifactStore,
     CallbackSender,
     Clock,
     JobStore,
     ProviderRegistry,
     Scheduler,
     ScheduleStore,
+    UrlGuard,
 )
 
 # A message that arrives this much before its step is due is an early duplicate (the step
@@ -70,6 +72,8 @@ class Deps:
     signing_secrets: Sequence[str] = field(default=(), repr=False)
     rng: random.Random = field(default_factory=random.Random)
     schedules: ScheduleStore | None = None
+    url_guard: UrlGuard | None = None
+    artifacts: ArtifactStore | None = None
 
     def policy(self, provider: str) -> ProviderPolicy:
         return self.policies.get(provider, ProviderPolicy())
