@@ -15,14 +15,18 @@ from typing import Any
 import httpx
 import redis
 
+from orchestrator.adapters.artifacts import FsspecArtifactStore
 from orchestrator.adapters.celery_app import CeleryScheduler, make_celery
+from orchestrator.adapters.crypto import SecretBox
 from orchestrator.adapters.http.callbacks import HttpCallbackSender
 from orchestrator.adapters.http.client import make_http_client
+from orchestrator.adapters.http.guard import NetworkGuard, RememberedChecks
 from orchestrator.adapters.providers.registry import ConfiguredProviders
 from orchestrator.adapters.redis.delayed import RedisDelayQueue
 from orchestrator.adapters.redis.embargo import RedisEmbargoes
 from orchestrator.adapters.redis.limiter import RedisRateLimiter
 from orchestrator.adapters.redis.metrics import RedisMetrics
+from orchestrator.adapters.store.endpoints import SqlEndpointStore
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.adapters.store.schedules import SqlScheduleStore
@@ -63,8 +67,25 @@ class Container:
         return SqlScheduleStore(self.engine)
 
     @cached_property
+    def url_guard(self) -> NetworkGuard:
+        """The SSRF guard (``[callbacks]``): every send connects to the address it checked."""
+        return NetworkGuard.from_settings(self.settings.callbacks)
+
+    @cached_property
+    def endpoints(self) -> SqlEndpointStore | None:
+        """None without ``[callbacks].signing_secret``: its key seals the endpoints'
+        secrets at rest, so without it no endpoint can be registered."""
+        secret = self.settings.callbacks.signing_secret
+        return SqlEndpointStore(self.engine, SecretBox([secret.reveal()])) if secret else None
+
+    @cached_property
     def http(self) -> httpx.Client:
         return make_http_client()
+
+    @cached_property
+    def artifacts(self) -> FsspecArtifactStore:
+        """Where output files are kept (``[artifacts] url``), fetched with the shared client."""
+        return FsspecArtifactStore(self.settings.artifacts.url, self.http)
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -110,11 +131,13 @@ class Container:
         return Deps(
             store=self.store,
             schedules=self.schedules,
+            endpoints=self.endpoints,
             providers=self.providers,
             scheduler=self.scheduler,
             clock=SystemClock(),
-            sender=MeasuredSender(HttpCallbackSender(self.http, settings.callbacks.timeout_s),
-                                  self.metrics),
+            sender=MeasuredSender(HttpCallbackSender(self.http, settings.callbacks.timeout_s,
+                                                     self.url_guard), self.metrics),
+            url_guard=RememberedChecks(self.url_guard),
             policies={name: ProviderPolicy(p.poll.policy(), p.run_timeout_s,
                                            max_in_flight=p.max_in_flight,
                                            trigger_limit=p.rate_limits.trigger)
@@ -125,9 +148,11 @@ class Container:
                 sweep_grace_s=settings.jobs.sweep_grace_s,
                 reconcile_settle_s=settings.jobs.reconcile_settle_s,
                 reconcile_window_s=settings.jobs.reconcile_window_s,
-                callback_retry_s=tuple(settings.callbacks.retry_schedule_s)),
+                callback_retry_s=tuple(settings.callbacks.retry_schedule_s),
+                endpoint_disable_after_s=settings.callbacks.disable_after_s),
             signing_secrets=(secret.reveal(),) if secret else (),
             rng=random.Random(),
+            artifacts=self.artifacts,
         )
 
     def close(self) -> None:

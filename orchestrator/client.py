@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -160,6 +161,21 @@ class Client:
                 raise _error(response)
             yield from parse_sse(response.iter_lines())
 
+    def _pages(self, path: str, params: dict[str, Any],
+               limit: int | None) -> Iterator[dict[str, Any]]:
+        """Every item of a cursor-paginated list, at most ``limit``."""
+        seen = 0
+        while True:
+            page = self._call("GET", path, params=params)
+            for item in page["items"]:
+                yield item
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            if not page.get("next_cursor"):
+                return
+            params = {**params, "cursor": page["next_cursor"]}
+
     def get(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}")
         return result
@@ -169,17 +185,7 @@ class Client:
         """Every matching job, newest first, following the cursor page by page."""
         params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
         params["limit"] = page_size
-        seen = 0
-        while True:
-            page = self._call("GET", "/v1/jobs", params=params)
-            for item in page["items"]:
-                yield item
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
+        yield from self._pages("/v1/jobs", params, limit)
 
     def wait(self, job_id: str, *, timeout_s: float | None = None,
              interval_s: float = 0.5) -> dict[str, Any]:
@@ -331,6 +337,104 @@ class Client:
         return result
 
 
+    # callbacks ------------------------------------------------------------------------------
+
+    def create_callback(self, url: str, *, event_types: Sequence[str] | None = None,
+                        workflows: Sequence[str] | None = None,
+                        labels: Mapping[str, str] | None = None,
+                        description: str | None = None) -> dict[str, Any]:
+        """Register a callback endpoint. The answer carries its ``secret`` (``whsec_…``),
+        shown this once: keep it to check the signatures of what the endpoint receives.
+        ``event_types`` left out: the terminal job events and ``batch.completed``;
+        ``workflows`` and ``labels`` narrow the events to those jobs (or batches).
+
+            endpoint = client.create_callback("https://example.com/hook",
+                                              event_types=["job.failed"])
+            save(endpoint["secret"])
+        """
+        body: dict[str, Any] = {"url": url}
+        if event_types is not None:
+            body["event_types"] = builtins.list(event_types)
+        if workflows is not None:
+            body["workflows"] = builtins.list(workflows)
+        if labels is not None:
+            body["labels"] = dict(labels)
+        if description is not None:
+            body["description"] = description
+        result: dict[str, Any] = self._call("POST", "/v1/callbacks", json=body)
+        return result
+
+    def list_callbacks(self) -> builtins.list[dict[str, Any]]:
+        """Every callback endpoint, oldest first (never with a secret)."""
+        items: builtins.list[dict[str, Any]] = self._call("GET", "/v1/callbacks")["items"]
+        return items
+
+    def get_callback(self, endpoint_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", _id_path("callbacks", endpoint_id))
+        return result
+
+    def update_callback(self, endpoint_id: str, **changes: Any) -> dict[str, Any]:
+        """Change the given fields (``url``, ``event_types``, ``workflows``, ``labels``,
+        ``description``, ``enabled``); ``enabled=True`` re-enables a disabled endpoint."""
+        result: dict[str, Any] = self._call("PATCH", _id_path("callbacks", endpoint_id),
+                                            json=changes)
+        return result
+
+    def enable_callback(self, endpoint_id: str) -> dict[str, Any]:
+        """Re-enable an endpoint (disabled by request, by a 410 or after days of failures);
+        its failed deliveries are not sent again by that: ``replay_failed``."""
+        return self.update_callback(endpoint_id, enabled=True)
+
+    def disable_callback(self, endpoint_id: str) -> dict[str, Any]:
+        """Stop sending to the endpoint; its pending deliveries end failed (replayable)."""
+        return self.update_callback(endpoint_id, enabled=False)
+
+    def delete_callback(self, endpoint_id: str) -> None:
+        """Remove the endpoint; its deliveries stay in the log."""
+        self._call("DELETE", _id_path("callbacks", endpoint_id))
+
+    def rotate_callback_secret(self, endpoint_id: str) -> dict[str, Any]:
+        """A new ``secret``, shown this once; the previous one signs too until
+        ``secret_rotating_until``."""
+        result: dict[str, Any] = self._call(
+            "POST", _id_path("callbacks", endpoint_id) + "/rotate-secret")
+        return result
+
+    def deliveries(self, endpoint_id: str, *, status: str | None = None,
+                   since: str | datetime | None = None, page_size: int = 100,
+                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """The endpoint's deliveries, newest first (``status``: ``pending``,
+        ``succeeded`` or ``failed``; ``since``: created at or after), following the cursor
+        page by page. Each one's attempts: ``get_delivery``."""
+        params: dict[str, Any] = {"limit": page_size}
+        if status is not None:
+            params["status"] = status
+        if since is not None:
+            params["since"] = _instant(since)
+        path = _id_path("callbacks", endpoint_id) + "/deliveries"
+        yield from self._pages(path, params, limit)
+
+    def get_delivery(self, delivery_id: str) -> dict[str, Any]:
+        """One delivery with its ``attempt_log``."""
+        result: dict[str, Any] = self._call("GET", _id_path("deliveries", delivery_id))
+        return result
+
+    def replay_delivery(self, delivery_id: str) -> dict[str, Any]:
+        """Send the delivery again now, with the same ``webhook-id`` and body; the delivery,
+        pending again."""
+        result: dict[str, Any] = self._call(
+            "POST", _id_path("deliveries", delivery_id) + "/replay")
+        return result
+
+    def replay_failed(self, endpoint_id: str, since: str | datetime) -> dict[str, Any]:
+        """Send every failed delivery of the endpoint created at or after ``since`` (RFC
+        3339, or an aware datetime) again: ``{"replayed": n, "delivery_ids": [...]}``."""
+        result: dict[str, Any] = self._call(
+            "POST", _id_path("callbacks", endpoint_id) + "/replay",
+            json={"since": _instant(since)})
+        return result
+
+
 class _BatchBody:
     """A batch request built from jobs already encoded one by one (so a long list is
     encoded once, then cut into batches by count and size)."""
@@ -450,6 +554,27 @@ def _schedule_path(name: str) -> str:
         raise ClientError(f"'{name}' is not a schedule name: letters, digits, '.', '_' and "
                           "'-', starting with a letter or digit", code="invalid_name")
     return f"/v1/schedules/{quote(name, safe='')}"
+
+
+ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _id_path(collection: str, resource_id: str) -> str:
+    # Checked here, as names are: '..' would reach another route.
+    if not ID.match(resource_id):
+        raise ClientError(f"'{resource_id}' is not an id: letters, digits, '_' and '-'",
+                          code="invalid_id")
+    return f"/v1/{collection}/{resource_id}"
+
+
+def _instant(value: str | datetime) -> str:
+    """An RFC 3339 time for the API; a datetime must know its time zone."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ClientError("a time needs a time zone (e.g. datetime.now(UTC))",
+                              code="invalid_time")
+        return value.isoformat()
+    return value
 
 
 def _unreachable(url: str, exc: Exception) -> ClientError:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from orchestrator.domain.backoff import BackoffPolicy
+from orchestrator.domain.events import CALLBACK_RETRY_S
 from orchestrator.domain.ratelimit import RateLimit, parse_rate_limit
 from orchestrator.domain.schedule import MAX_CATCHUP_WINDOW_S, Catchup, Overlap
 from orchestrator.services.schedules import ScheduleSpec, check_definition
@@ -212,7 +213,9 @@ class CallbackSettings(_Section):
     # Seconds before each retry of a failed delivery (Svix's schedule); after the last one
     # the delivery stays failed in the log, replayable.
     retry_schedule_s: list[float] = Field(
-        [5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1, max_length=30)
+        list(CALLBACK_RETRY_S), min_length=1, max_length=30)
+    # An endpoint whose every attempt has failed for this long is disabled.
+    disable_after_s: float = Field(5 * 86_400, gt=0)
 
     @field_validator("allowed_networks")
     @classmethod

@@ -7,7 +7,7 @@ I/O, and ``orchestrator.testing`` ships in-memory fakes of each. Times are epoch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -18,6 +18,7 @@ from orchestrator.domain.records import (
     Artifact,
     Batch,
     BatchProgress,
+    CallbackEndpoint,
     Delivery,
     DeliveryAttempt,
     Job,
@@ -68,6 +69,11 @@ class Provider(Protocol):
 
     def cancel(self, workflow: str, run_id: str) -> bool:
         """Ask the runtime to stop the run; False where the runtime cannot."""
+        ...
+
+    def output_files(self, outputs: object) -> list[str]:
+        """The URLs of the output files a completed run's ``outputs`` point to, in order,
+        to be kept as artifacts; empty when it names none."""
         ...
 
     def close(self) -> None: ...
@@ -268,6 +274,34 @@ class JobStore(Protocol):
 
     def deliveries_for_job(self, job_id: str) -> list[Delivery]: ...
 
+    def list_deliveries(self, *, endpoint_id: str, status: str | None = None,
+                        since: float | None = None, before: str | None = None,
+                        limit: int = 100) -> list[Delivery]:
+        """An endpoint's deliveries, newest first; ``before``: a delivery id (the page
+        cursor), ``since``: created at or after."""
+        ...
+
+    def delivery_attempts(self, delivery_id: str) -> list[Mapping[str, object]]: ...
+
+    def replay_deliveries(self, delivery_ids: Sequence[str], now: float) -> list[str]:
+        """Make these deliveries pending again, due now, keeping their id (the
+        ``webhook-id``) and attempt log; the ids that were."""
+        ...
+
+    def complete_batch(
+        self, batch_id: str, now: float,
+        outbox: Callable[[Batch, BatchProgress], Sequence[NewDelivery]],
+    ) -> Sequence[NewDelivery] | None:
+        """If every job of the batch has ended and it is not marked complete yet, mark it
+        (a compare-and-set: one caller wins) and insert ``outbox(batch, progress)`` in the
+        same transaction; what was inserted, or None if this call did not mark it."""
+        ...
+
+    def ended_batches(self, limit: int) -> list[str]:
+        """Batches whose jobs have all ended but that are not marked complete: the sweep
+        completes them when the process that ended the last job died first."""
+        ...
+
     def run_claimed(self, provider: str, run_id: str) -> bool:
         """Whether some job of ours already owns that remote run."""
         ...
@@ -279,6 +313,26 @@ class JobStore(Protocol):
     def list_tokens(self) -> list[Token]: ...
 
     def revoke_token(self, name: str, now: float) -> bool: ...
+
+
+class EndpointStore(Protocol):
+    """Callback endpoints. Secrets go in and come out in clear; at rest they are
+    encrypted."""
+
+    def add_endpoint(self, endpoint: CallbackEndpoint) -> CallbackEndpoint: ...
+
+    def get_endpoint(self, endpoint_id: str) -> CallbackEndpoint | None: ...
+
+    def list_endpoints(self) -> list[CallbackEndpoint]:
+        """Every endpoint, oldest first."""
+        ...
+
+    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object],
+                        now: float) -> CallbackEndpoint | None:
+        """Set these fields (dataclass names); None if there is no such endpoint."""
+        ...
+
+    def delete_endpoint(self, endpoint_id: str) -> bool: ...
 
 
 class ScheduleStore(Protocol):

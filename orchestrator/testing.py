@@ -8,11 +8,12 @@ the fake cannot drift from the real thing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.errors import Permanent, ProviderError
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.job import (
     ACTIVE,
@@ -32,8 +33,10 @@ from orchestrator.domain.ratelimit import (
 )
 from orchestrator.domain.records import (
     Action,
+    Artifact,
     Batch,
     BatchProgress,
+    CallbackEndpoint,
     Delivery,
     DeliveryAttempt,
     Job,
@@ -111,7 +114,7 @@ class InMemoryStore:
                                       "updated_at": now}
             if change.event in NEW_ATTEMPT:
                 values["attempt"] = job.attempt + 1
-            job = dataclasses.replace(job, **values)
+            job = dataclasses.replace(job, **_with_artifacts(values))
             self._jobs[job.id] = job
             self._event(job.id, job.attempt, change.event.value, step.target.value, now,
                         change.detail)
@@ -126,7 +129,7 @@ class InMemoryStore:
             if job is None or not _holds(job, guard):
                 return False
             values = {k: (JobStatus(str(v)) if k == "status" else v) for k, v in values.items()}
-            self._jobs[job_id] = dataclasses.replace(job, **values)  # type: ignore[arg-type]
+            self._jobs[job_id] = dataclasses.replace(job, **_with_artifacts(values))
             return True
 
     def touch_jobs(self, job_ids: Iterable[str], now: float, *, before: float) -> None:
@@ -255,7 +258,53 @@ class InMemoryStore:
                                  else job.updated_at)
         return BatchProgress(counts, max(ended, default=None))
 
+    def complete_batch(
+        self, batch_id: str, now: float,
+        outbox: Callable[[Batch, BatchProgress], Sequence[NewDelivery]],
+    ) -> Sequence[NewDelivery] | None:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None or batch.completed_at is not None or not self._ended(batch_id):
+                return None
+            batch = dataclasses.replace(batch, completed_at=now)
+            self._batches[batch_id] = batch
+            sent = list(outbox(batch, self.batch_progress(batch_id)))
+            self._add_deliveries(sent, now)
+            return sent
+
+    def ended_batches(self, limit: int) -> list[str]:
+        return sorted(b.id for b in self._batches.values()
+                      if b.completed_at is None and self._ended(b.id))[:limit]
+
+    def _ended(self, batch_id: str) -> bool:
+        return not any(j.batch_id == batch_id and j.status in ACTIVE
+                       for j in self._jobs.values())
+
     # deliveries
+    def list_deliveries(self, *, endpoint_id: str, status: str | None = None,
+                        since: float | None = None, before: str | None = None,
+                        limit: int = 100) -> list[Delivery]:
+        found = [d for d in self._deliveries.values() if d.endpoint_id == endpoint_id
+                 and (status is None or d.status == status)
+                 and (since is None or d.created_at >= since)
+                 and (before is None or d.id < before)]
+        return sorted(found, key=lambda d: d.id, reverse=True)[:limit]
+
+    def delivery_attempts(self, delivery_id: str) -> list[Mapping[str, object]]:
+        return [{"delivery_id": a.delivery_id, "number": a.number, "at": a.at,
+                 "status_code": a.status_code, "latency_ms": a.latency_s * 1000,
+                 "error": a.error}
+                for a in sorted(self._attempts, key=lambda a: a.number)
+                if a.delivery_id == delivery_id]
+
+    def replay_deliveries(self, delivery_ids: Sequence[str], now: float) -> list[str]:
+        with self._lock:
+            found = [i for i in delivery_ids if i in self._deliveries]
+            for delivery_id in found:
+                self._deliveries[delivery_id] = dataclasses.replace(
+                    self._deliveries[delivery_id], status="pending", next_attempt_at=now)
+            return found
+
     def _add_deliveries(self, items: Iterable[NewDelivery], now: float) -> list[Delivery]:
         added = []
         for item in items:
@@ -329,8 +378,51 @@ class InMemoryStore:
             return True
 
 
+def _with_artifacts(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``artifacts`` as the store reads them back: the JSON column's dicts as ``Artifact``s."""
+    result = dict(values)
+    if "artifacts" in result:
+        result["artifacts"] = tuple(a if isinstance(a, Artifact) else Artifact(**a)
+                                    for a in result["artifacts"] or ())
+    return result
+
+
 def _holds(job: Job, guard: Mapping[str, object]) -> bool:
     return all(getattr(job, name) == value for name, value in guard.items())
+
+
+class InMemoryEndpointStore:
+    """Callback endpoints in memory (the SQL one seals the secrets; here they stay in
+    memory only). The same contract suite runs against both."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[str, CallbackEndpoint] = {}
+
+    def add_endpoint(self, endpoint: CallbackEndpoint) -> CallbackEndpoint:
+        self._endpoints[endpoint.id] = endpoint
+        return endpoint
+
+    def get_endpoint(self, endpoint_id: str) -> CallbackEndpoint | None:
+        return self._endpoints.get(endpoint_id)
+
+    def list_endpoints(self) -> list[CallbackEndpoint]:
+        return sorted(self._endpoints.values(), key=lambda e: e.id)
+
+    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object],
+                        now: float) -> CallbackEndpoint | None:
+        current = self._endpoints.get(endpoint_id)
+        if current is None:
+            return None
+        changes = dict(values)
+        for name in ("event_types", "workflows"):
+            if name in changes:
+                changes[name] = tuple(changes[name])  # type: ignore[arg-type]
+        updated = dataclasses.replace(current, **changes, updated_at=now)  # type: ignore[arg-type]
+        self._endpoints[endpoint_id] = updated
+        return updated
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        return self._endpoints.pop(endpoint_id, None) is not None
 
 
 class InMemoryScheduleStore:
@@ -494,6 +586,14 @@ class FakeProvider:
         self.cancelled.append(run_id)
         return self.supports_cancel
 
+    def output_files(self, outputs: object) -> list[str]:
+        """Cordage's way: the http(s) strings of a list of outputs (or of its ``files``)."""
+        if isinstance(outputs, Mapping):
+            outputs = outputs.get("files")
+        if not isinstance(outputs, list):
+            return []
+        return [o for o in outputs if isinstance(o, str) and o.startswith(("http://", "https://"))]
+
     def close(self) -> None:
         pass
 
@@ -511,6 +611,36 @@ class ListingProvider(FakeProvider):
                                      launch.inputs if self.lists_inputs else None)
                            for run_id, launch in reversed(self.runs.items())
                            if launch.workflow == workflow], complete=True)
+
+
+class InMemoryArtifacts:
+    """The ``ArtifactStore`` port in memory. ``files`` maps a URL to the bytes it serves (a
+    URL not there is a 404: ``Permanent``); ``errors`` queues exceptions to raise for a URL
+    before it is served. ``fetches`` lists every URL asked for, in order."""
+
+    def __init__(self, files: Mapping[str, bytes] | None = None) -> None:
+        self.files = dict(files or {})
+        self.errors: dict[str, list[ProviderError]] = {}
+        self.kept: dict[str, bytes] = {}
+        self.fetches: list[str] = []
+
+    def keep(self, job_id: str, n: int, url: str) -> Artifact:
+        self.fetches.append(url)
+        queued = self.errors.get(url)
+        if queued:
+            raise queued.pop(0)
+        content = self.files.get(url)
+        if content is None:
+            raise Permanent(f"fetching {url} answered HTTP 404", code="artifact_not_kept")
+        key = f"{job_id}/{n}"
+        self.kept[key] = content
+        return Artifact(url, key, hashlib.sha256(content).hexdigest(), len(content),
+                        "application/octet-stream")
+
+    def open(self, key: str) -> Iterator[bytes]:
+        if key not in self.kept:
+            raise FileNotFoundError(key)
+        return iter([self.kept[key]])
 
 
 class InMemoryEmbargoes:
@@ -587,6 +717,7 @@ def make_deps(*providers: FakeProvider, **overrides: Any) -> Deps:
     store = overrides.pop("store", None) or InMemoryStore()
     values: dict[str, Any] = {
         "store": store, "schedules": InMemoryScheduleStore(store), "providers": registry,
+        "endpoints": InMemoryEndpointStore(),
         "scheduler": RecordingScheduler(),
         "clock": FakeClock(), "sender": FakeSender(), "signing_secrets": (new_secret(),),
         "rng": random.Random(1), **overrides}

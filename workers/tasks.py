@@ -79,7 +79,7 @@ def deliver(delivery_id: str) -> str:
 @app.task(name=SWEEP, **RETRY)
 def sweep_overdue() -> dict[str, int]:
     outcome = sweep(container().deps)
-    if outcome.launches or outcome.polls or outcome.deliveries:
+    if outcome.launches or outcome.polls or outcome.deliveries or outcome.batches:
         log.info("sweep handed out again: %s", outcome)
     return {"launches": outcome.launches, "polls": outcome.polls,
-            "deliveries": outcome.deliveries}
+            "deliveries": outcome.deliveries, "batches": outcome.batches}

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from orchestrator.api import (
+    artifacts,
     batches,
+    callbacks,
     errors,
     events,
     files,
@@ -42,10 +44,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(artifacts.router)
     app.include_router(batches.router)
     app.include_router(events.router)
     app.include_router(files.router)
     app.include_router(schedules.router)
+    app.include_router(callbacks.router)
     app.include_router(providers.router)
     app.include_router(metrics.router)
     _add_body_limit(app, settings.jobs.max_input_bytes + MAX_BODY_SLACK)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -14,6 +14,14 @@ from orchestrator.services.batches import MAX_BATCH_JOBS
 JobStatusName = Literal["queued", "starting", "running", "completed", "failed", "cancelled",
                         "timed_out"]
 
+
+
+def refuse_null(value: object) -> object:
+    """For PATCH bodies: a field left out keeps its value; null is not a way to clear it."""
+    if value is None:
+        raise PydanticCustomError(
+            "not_null", "may not be null; leave the field out to keep its value")
+    return value
 
 class JobTemplateIn(BaseModel):
     """A job spec without an idempotency key: what a schedule submits at each slot."""
@@ -265,10 +273,7 @@ class SchedulePatch(BaseModel):
                      "catchup_window_s", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise PydanticCustomError(
-                "not_null", "may not be null; leave the field out to keep its value")
-        return value
+        return refuse_null(value)
 
 
 class SlotOut(BaseModel):
@@ -333,3 +338,148 @@ class ProviderOut(BaseModel):
 
 class ProviderList(BaseModel):
     items: list[ProviderOut]
+
+
+# callbacks ----------------------------------------------------------------------------------
+
+# orchestrator.domain.events.EVENT_TYPES, spelled out for the schema (a test keeps them equal).
+EventTypeName = Literal["job.started", "job.completed", "job.failed", "job.cancelled",
+                        "job.timed_out", "batch.completed"]
+DeliveryStatusName = Literal["pending", "succeeded", "failed"]
+
+CallbackUrl = Annotated[str, Field(
+    min_length=1, max_length=2000,
+    description="an http(s) URL; one that resolves to a loopback, private, link-local or "
+                "reserved address is refused unless `[callbacks].allow_private_networks`")]
+EventTypeList = Annotated[list[EventTypeName], Field(
+    max_length=50, description="the events it receives (at least one)")]
+WorkflowFilter = Annotated[list[Annotated[str, Field(min_length=3, max_length=300)]], Field(
+    max_length=50,
+    description="only events of these workflows (`<provider>/<name>`); empty: every workflow "
+                "(a `batch.completed` is never filtered by workflow)")]
+LabelFilter = Annotated[dict[str, str], Field(
+    max_length=50, description="only events whose job (or batch) has all these labels")]
+Description = Annotated[str, Field(max_length=500)]
+
+
+class CallbackIn(BaseModel):
+    """A callback endpoint to register."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"url": "https://receiver.example.com/hook"},
+        {"url": "https://receiver.example.com/hook", "event_types": ["job.failed"],
+         "workflows": ["sandbox/echo"], "labels": {"team": "growth"},
+         "description": "growth's failure alerts"}]})
+
+    url: CallbackUrl
+    event_types: EventTypeList | None = Field(
+        None, description="the events it receives; left out or null: the terminal job events "
+                          "and `batch.completed`")
+    workflows: WorkflowFilter = Field(default_factory=list)
+    labels: LabelFilter = Field(default_factory=dict)
+    description: Description | None = None
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """A PATCH field that may be left out but not be null: its schema without the null.
+    (Typed ``X | None`` rather than ``X | SkipJsonSchema[None]``, so a wrong value gets one
+    error, the field's own, not one for each member of a union.)"""
+    options = schema.pop("anyOf", None)
+    if options:
+        schema.update(next(o for o in options if o.get("type") != "null"))
+    schema.pop("default", None)
+
+
+class CallbackPatch(BaseModel):
+    """The fields to change; those left out keep their values. `{"enabled": true}`
+    re-enables an endpoint that was disabled (by request, by a 410 Gone or after days of
+    failures); `{"enabled": false}` disables it. Only `description` may be null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"enabled": True}, {"event_types": ["job.completed", "job.failed"]}]})
+
+    url: CallbackUrl | None = Field(None, json_schema_extra=_not_nullable)
+    event_types: EventTypeList | None = Field(None, json_schema_extra=_not_nullable)
+    workflows: WorkflowFilter | None = Field(None, json_schema_extra=_not_nullable)
+    labels: LabelFilter | None = Field(None, json_schema_extra=_not_nullable)
+    description: Description | None = None
+    enabled: bool | None = Field(None, json_schema_extra=_not_nullable)
+
+    @field_validator("url", "event_types", "workflows", "labels", "enabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        return refuse_null(value)
+
+
+class CallbackOut(BaseModel):
+    id: str
+    url: str
+    description: str | None
+    event_types: list[str]
+    workflows: list[str]
+    labels: dict[str, str]
+    enabled: bool
+    disabled_reason: str | None = Field(description="why it is disabled, when it is")
+    failing_since: str | None = Field(
+        description="since when every attempt to it has failed; null after a success")
+    secret_rotating_until: str | None = Field(
+        description="after a rotation, until when the previous secret signs too (RFC 3339); "
+                    "null when only the current one signs")
+    created_at: str
+    updated_at: str
+
+
+class CallbackSecretOut(CallbackOut):
+    secret: str = Field(description="the `whsec_` signing secret; shown only in this answer "
+                                     "(and a rotation's): store it now")
+
+
+class CallbackList(BaseModel):
+    items: list[CallbackOut]
+
+
+class DeliveryAttemptOut(BaseModel):
+    number: int = Field(description="1 for the first attempt")
+    at: str
+    status_code: int | None = Field(description="the receiver's answer; null when none came")
+    latency_ms: float
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="the `webhook-id` header of every attempt")
+    endpoint_id: str | None = Field(description="null for a job's (or batch's) own "
+                                                "callback_url")
+    job_id: str | None = Field(description="null for a `batch.completed`")
+    event_type: str
+    url: str = Field(description="where the event was addressed when it happened")
+    status: DeliveryStatusName
+    attempts: int
+    next_attempt_at: str | None = Field(description="when it is tried next, while pending")
+    created_at: str
+    delivered_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+
+
+class DeliveryDetailOut(DeliveryOut):
+    attempt_log: list[DeliveryAttemptOut] = Field(description="every attempt, oldest first")
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut] = Field(description="newest first; each delivery's attempts: "
+                                                 "`GET /v1/deliveries/{id}`")
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"since": "2024-06-01T00:00:00Z"}]})
+
+    since: AwareDatetime = Field(description="RFC 3339 with a time zone: the failed "
+                                             "deliveries created at or after it are replayed")
+
+
+class ReplayOut(BaseModel):
+    replayed: int
+    delivery_ids: list[str]

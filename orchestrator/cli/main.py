@@ -6,7 +6,7 @@ import typer
 
 from orchestrator.bench.cli import EPILOG as BENCH_EPILOG
 from orchestrator.bench.cli import bench
-from orchestrator.cli import batches, dev, jobs, providers, schedules, server
+from orchestrator.cli import batches, callbacks, dev, jobs, providers, schedules, server
 
 app = typer.Typer(
     name="orchestrator",
@@ -28,6 +28,7 @@ app.add_typer(server.tokens_app, name="tokens")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(batches.batch_app, name="batch")
 app.add_typer(schedules.schedules_app, name="schedules")
+app.add_typer(callbacks.callbacks_app, name="callbacks")
 app.add_typer(providers.providers_app, name="providers")
 
 

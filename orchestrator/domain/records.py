@@ -148,6 +148,33 @@ class JobChange:
     in_flight_cap: int | None = None
 
 
+@dataclass(frozen=True)
+class CallbackEndpoint:
+    """A registered receiver: which events it wants, filtered by workflow and labels, and
+    the ``whsec_`` secrets that sign them (in clear only in memory; the store encrypts).
+    During a rotation the previous secret signs too, until ``previous_until``."""
+
+    id: str
+    url: str
+    event_types: tuple[str, ...]
+    secret: str = field(repr=False)
+    created_at: float
+    updated_at: float
+    description: str | None = None
+    workflows: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    previous_secret: str | None = field(default=None, repr=False)
+    previous_until: float | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+    failing_since: float | None = None  # since when every attempt failed; None after a 2xx
+
+    def signing_secrets(self, now: float) -> tuple[str, ...]:
+        if self.previous_secret and self.previous_until and self.previous_until > now:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
+
+
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 
 

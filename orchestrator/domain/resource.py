@@ -8,13 +8,6 @@ from orchestrator.domain.job import TERMINAL, JobStatus
 from orchestrator.domain.records import Artifact, Batch, BatchProgress, Job
 from orchestrator.domain.webhook import rfc3339
 
-TERMINAL_EVENT_TYPES = {
-    "completed": "job.completed",
-    "failed": "job.failed",
-    "cancelled": "job.cancelled",
-    "timed_out": "job.timed_out",
-}
-
 
 def _time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)

@@ -24,9 +24,10 @@ from typing import Any
 from orchestrator.domain.ids import new_id, new_ids
 from orchestrator.domain.job import split_workflow
 from orchestrator.domain.records import Batch, NewJob
-from orchestrator.domain.validation import text_problem, url_problem
+from orchestrator.domain.validation import text_problem
 from orchestrator.ports import AlreadyExists
 from orchestrator.services.deps import Deps
+from orchestrator.services.endpoints import url_refusal
 from orchestrator.services.submit import (
     JobSpec,
     SubmitRejected,
@@ -132,7 +133,8 @@ def _batch_problem(spec: BatchSpec, deps: Deps) -> str | None:
     if problem:
         return problem
     problem = (text_problem(spec.idempotency_key or "", "idempotency_key")
-               or (url_problem(spec.callback_url) if spec.callback_url is not None else None))
+               or (url_refusal(spec.callback_url, deps, "callback_url")
+                   if spec.callback_url is not None else None))
     if problem:
         return problem
     if spec.callback_url and not deps.signing_secrets:

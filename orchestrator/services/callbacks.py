@@ -1,19 +1,24 @@
 """Deliver once: send one callback attempt, record it, and plan the next if it failed.
 
 The delivery's id is the ``webhook-id`` of every attempt, and its body is fixed when the
-event happens; each attempt signs it afresh with the attempt's timestamp. The attempt is
-recorded by a compare-and-set on the attempt count, so a duplicated message sends at most
-one extra request and records nothing twice.
+event happens; each attempt signs it afresh with the attempt's timestamp: with the
+endpoint's secrets (both, while one rotates), or ``[callbacks].signing_secret`` for a job's
+own ``callback_url``. The attempt is recorded by a compare-and-set on the attempt count, so
+a duplicated message sends at most one extra request and records nothing twice.
+
+An endpoint answering 410 Gone is disabled, and so is one whose every attempt has failed
+for ``endpoint_disable_after_s``; deliveries to a disabled or removed endpoint end failed
+at their next attempt, kept in the log and replayable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.domain.records import Deliver, Delivery, DeliveryAttempt
+from orchestrator.domain.records import CallbackEndpoint, Deliver, Delivery, DeliveryAttempt
 from orchestrator.domain.webhook import signature_headers
 from orchestrator.ports import SendResult
-from orchestrator.services.deps import EARLY_TOLERANCE_S, Deps
+from orchestrator.services.deps import Deps
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,42 @@ def deliver_callback(delivery_id: str, deps: Deps) -> DeliverOutcome:
     now = deps.clock.now()
     if delivery is None or delivery.status != "pending":
         return DeliverOutcome("skipped", delivery)
-    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now + EARLY_TOLERANCE_S:
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
+        # Early: a duplicate message (the sweep re-sent one that was only slow), or a clock
+        # ahead of ours. Never sooner than planned, since a retry's time may be a
+        # receiver's Retry-After: at its time instead (the delay queue keeps one copy).
+        deps.scheduler.schedule([Deliver(delivery.id, delivery.next_attempt_at)])
         return DeliverOutcome("skipped", delivery)
-    if deps.sender is None or not deps.signing_secrets:
-        raise RuntimeError("callbacks need a sender and [callbacks].signing_secret")
-    headers = signature_headers(deps.signing_secrets, delivery.id, int(now), delivery.payload)
-    result = deps.sender.send(delivery.url, headers, delivery.payload)
-    return _record(delivery, result, deps, now)
+    if deps.sender is None:
+        raise RuntimeError("callbacks need a sender")
+    endpoint = None
+    if delivery.endpoint_id is not None:
+        endpoint = deps.endpoints.get_endpoint(delivery.endpoint_id) if deps.endpoints else None
+        if endpoint is None or not endpoint.enabled:
+            return _undeliverable(delivery, endpoint, deps, now)
+        url, secrets = endpoint.url, endpoint.signing_secrets(now)
+    else:
+        if not deps.signing_secrets:
+            raise RuntimeError("callbacks to a job's callback_url need "
+                               "[callbacks].signing_secret")
+        url, secrets = delivery.url, tuple(deps.signing_secrets)
+    headers = signature_headers(secrets, delivery.id, int(now), delivery.payload)
+    result = deps.sender.send(url, headers, delivery.payload)
+    outcome = _record(delivery, result, deps, now)
+    if endpoint is not None and outcome.result != "skipped":
+        _track_endpoint(endpoint, result, deps, now)
+    return outcome
+
+
+def _undeliverable(delivery: Delivery, endpoint: CallbackEndpoint | None, deps: Deps,
+                   now: float) -> DeliverOutcome:
+    """No request: the endpoint is gone or disabled. The delivery ends failed, with why."""
+    why = ("the endpoint was removed" if endpoint is None else
+           f"the endpoint is disabled: {endpoint.disabled_reason or 'by request'}")
+    attempt = DeliveryAttempt(delivery.id, delivery.attempts + 1, now, None, 0.0, why)
+    if not deps.store.record_delivery_attempt(attempt, status="failed", next_attempt_at=None):
+        return DeliverOutcome("skipped", delivery)
+    return DeliverOutcome("failed", delivery)
 
 
 def _record(delivery: Delivery, result: SendResult, deps: Deps, now: float) -> DeliverOutcome:
@@ -47,13 +81,41 @@ def _record(delivery: Delivery, result: SendResult, deps: Deps, now: float) -> D
     elif code == 410 or number > len(deps.limits.callback_retry_s):
         status, next_at = "failed", None  # 410 Gone: the receiver wants no more
     else:
-        status, next_at = "pending", now + retry_delay(number, result.retry_after, deps)
+        # From the answer, not from the request: a Retry-After counts from the response.
+        answered = max(now + result.latency_s, deps.clock.now())
+        status, next_at = "pending", answered + retry_delay(number, result.retry_after, deps)
     if not deps.store.record_delivery_attempt(attempt, status=status, next_attempt_at=next_at):
         return DeliverOutcome("skipped", delivery)
     if next_at is not None:
         deps.scheduler.schedule([Deliver(delivery.id, next_at)])
         return DeliverOutcome("retrying", delivery, next_at)
     return DeliverOutcome(status, delivery)
+
+
+def _track_endpoint(endpoint: CallbackEndpoint, result: SendResult, deps: Deps,
+                    now: float) -> None:
+    """A 2xx clears the endpoint's failing streak; a 410, or a streak longer than
+    ``endpoint_disable_after_s``, disables it. Written only when something changes."""
+    assert deps.endpoints is not None
+    code = result.status_code
+    values: dict[str, object] = {}
+    if code is not None and 200 <= code < 300:
+        if endpoint.failing_since is not None:
+            values["failing_since"] = None
+    elif code == 410:
+        values = {"enabled": False,
+                  "disabled_reason": "the receiver answered 410 Gone; re-enable it once "
+                                     "it takes callbacks again"}
+    elif endpoint.failing_since is None:
+        values["failing_since"] = now
+    elif now - endpoint.failing_since >= deps.limits.endpoint_disable_after_s:
+        days = (now - endpoint.failing_since) / 86_400
+        values = {"enabled": False,
+                  "disabled_reason": f"every attempt failed for {days:.1f} days; "
+                                     "re-enable it once the receiver is fixed, then replay "
+                                     "its failed deliveries"}
+    if values:
+        deps.endpoints.update_endpoint(endpoint.id, values, now)
 
 
 def retry_delay(number: int, retry_after: float | None, deps: Deps) -> float:

@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.domain.backoff import BackoffPolicy
+from orchestrator.domain.events import CALLBACK_RETRY_S
 from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.ports import (
     ArtifactStore,
     CallbackSender,
     Clock,
+    EndpointStore,
     JobStore,
     ProviderRegistry,
     Scheduler,
@@ -55,8 +57,12 @@ class Limits:
     request_max_s: float = 30.0
     sweep_grace_s: float = 30.0
     # Delays before each retry of a callback; its length + 1 is the number of attempts.
-    callback_retry_s: Sequence[float] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    callback_retry_s: Sequence[float] = CALLBACK_RETRY_S
     callback_jitter: float = 0.2
+    # An endpoint whose every attempt failed for this long is disabled (Svix: 5 days).
+    endpoint_disable_after_s: float = 5 * 86_400
+    # After a secret rotation the previous secret signs too, for this long.
+    secret_overlap_s: float = 86_400
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Deps:
     signing_secrets: Sequence[str] = field(default=(), repr=False)
     rng: random.Random = field(default_factory=random.Random)
     schedules: ScheduleStore | None = None
+    endpoints: EndpointStore | None = None
     url_guard: UrlGuard | None = None
     artifacts: ArtifactStore | None = None
 

@@ -1,8 +1,9 @@
-"""Ending an attempt: the terminal move and its callback, written in one transaction.
+"""Ending an attempt: the terminal move and its callbacks, written in one transaction.
 
 The terminal event's body is built from the job as it will be after the move, and the
-delivery row is inserted with the move (an outbox): if the process dies right after the
-commit, the sweep still finds the delivery and sends it.
+delivery rows are inserted with the move (an outbox): if the process dies right after the
+commit, the sweep still finds the deliveries and sends them. The end of a batch's last
+job then emits ``batch.completed`` (once; the sweep finishes it if this process dies).
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from orchestrator.domain.ids import new_id
+from orchestrator.domain.events import TERMINAL_EVENT_TYPES
 from orchestrator.domain.job import Event, apply
-from orchestrator.domain.records import Deliver, Job, JobChange, NewDelivery
-from orchestrator.domain.resource import TERMINAL_EVENT_TYPES, job_resource
-from orchestrator.domain.webhook import event_body
+from orchestrator.domain.records import Job, JobChange
 from orchestrator.services.deps import Deps
+from orchestrator.services.fanout import complete_batch, job_event, schedule
 
 
 def finish(
@@ -40,20 +40,12 @@ def finish(
     if error is not None:
         changes["error_code"], changes["error_message"] = error[0], error[1][:2000]
     after = dataclasses.replace(job, status=target, updated_at=now, **changes)  # type: ignore[arg-type]
-    outbox = _terminal_deliveries(after, now)
+    outbox = job_event(after, TERMINAL_EVENT_TYPES[target.value], now, deps, own_url=True)
     moved = deps.store.move(JobChange(
         job.id, event, values=changes, guard=guard or {}, deliveries=outbox,
         detail=error[1][:500] if error else None), now)
-    if moved is not None and outbox:
-        deps.scheduler.schedule([Deliver(d.id) for d in outbox])
+    if moved is not None:
+        schedule(outbox, deps)
+        if moved.batch_id is not None:
+            complete_batch(moved.batch_id, deps)
     return moved
-
-
-def _terminal_deliveries(job: Job, now: float) -> tuple[NewDelivery, ...]:
-    if not job.callback_url:
-        return ()
-    event_type = TERMINAL_EVENT_TYPES[job.status.value]
-    body = event_body(event_type, now, job_resource(job))
-    return (NewDelivery(id=new_id("msg", now), job_id=job.id, event_type=event_type,
-                        url=job.callback_url, endpoint_id=None, payload=body,
-                        next_attempt_at=now),)

@@ -26,10 +26,12 @@ from orchestrator.domain.errors import (
     Throttled,
     Transient,
 )
+from orchestrator.domain.events import JOB_STARTED
 from orchestrator.domain.job import Event, JobStatus, LaunchRequest
 from orchestrator.domain.records import Job, JobChange, Launch, Poll
 from orchestrator.ports import Provider, RunFinder
 from orchestrator.services.deps import EARLY_TOLERANCE_S, Deps
+from orchestrator.services.fanout import job_event, schedule
 from orchestrator.services.finish import finish
 from orchestrator.services.reconcile import (
     Adopt,
@@ -177,11 +179,13 @@ def _started(job: Job, run_id: str, deps: Deps, how: str = "started",
     policy = deps.policy(job.provider)
     timeout = job.timeout_s or policy.run_timeout_s
     first_poll = now + policy.backoff.delay(0, deps.rng)
-    change = JobChange(
-        job.id, Event.STARTED, guard=guard or _held(job),
-        values={"run_id": run_id, "remote_status": "running", "started_at": now,
-                "deadline_at": now + timeout, "next_action_at": min(first_poll, now + timeout),
-                "lease_until": None}, detail=f"run {run_id} ({how})")
+    values = {"run_id": run_id, "remote_status": "running", "started_at": now,
+              "deadline_at": now + timeout, "next_action_at": min(first_poll, now + timeout),
+              "lease_until": None}
+    after = dataclasses.replace(job, status=JobStatus.RUNNING, updated_at=now, **values)  # type: ignore[arg-type]
+    outbox = job_event(after, JOB_STARTED, now, deps, own_url=False)
+    change = JobChange(job.id, Event.STARTED, guard=guard or _held(job), values=values,
+                       deliveries=outbox, detail=f"run {run_id} ({how})")
     try:
         moved = deps.store.move(change, now)
     except Exception:
@@ -192,6 +196,7 @@ def _started(job: Job, run_id: str, deps: Deps, how: str = "started",
         raise
     if moved is None:
         return _orphaned(job, run_id, deps)
+    schedule(outbox, deps)
     deps.scheduler.schedule([Poll(moved.id, moved.polls, moved.next_action_at)])
     return LaunchOutcome("started", moved)
 

@@ -16,7 +16,7 @@ _CLEARED: dict[str, object] = {
     "run_id": None, "reservation": None, "remote_status": None, "outputs": None,
     "error_code": None, "error_message": None, "started_at": None, "finished_at": None,
     "deadline_at": None, "lease_until": None, "launch_sent_at": None, "launch_tries": 0,
-    "dispatched_at": None,
+    "dispatched_at": None, "artifacts": None,
 }
 
 

@@ -18,6 +18,7 @@ from orchestrator.domain.records import Job, Launch, NewJob
 from orchestrator.domain.validation import json_problem, text_problem, url_problem
 from orchestrator.ports import AlreadyExists
 from orchestrator.services.deps import Deps
+from orchestrator.services.endpoints import url_refusal
 
 log = logging.getLogger("orchestrator.submit")
 
@@ -173,4 +174,8 @@ def _check(spec: JobSpec, deps: Deps) -> str:
             "callbacks_not_configured",
             "callback_url needs a signing secret: set [callbacks].signing_secret "
             "to a whsec_ secret (for example signing_secret = \"env:ORCHESTRATOR_SIGNING_SECRET\")")
+    if spec.callback_url and deps.url_guard is not None:
+        refusal = url_refusal(spec.callback_url, deps, "callback_url")
+        if refusal:
+            raise SubmitRejected("invalid_request", refusal)
     return provider

@@ -5,7 +5,8 @@ delivery's next attempt. Messages can be lost (a worker killed, Redis restarted)
 (a delay too long to hold in a worker). The sweep, run on a timer by beat, finds steps
 overdue by more than the grace period and schedules them again. Every task is idempotent,
 so a message that was merely slow, not lost, costs nothing but a skipped duplicate. Several
-sweeps at once are safe for the same reason.
+sweeps at once are safe for the same reason. A batch whose last job ended in a process
+that died before emitting ``batch.completed`` is completed here (once: a compare-and-set).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from orchestrator.domain.job import JobStatus
 from orchestrator.domain.records import Action, Deliver, Launch, Poll
 from orchestrator.services.deps import Deps
 from orchestrator.services.dispatch import paced_providers
+from orchestrator.services.fanout import complete_batch
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class SweepOutcome:
     launches: int = 0
     polls: int = 0
     deliveries: int = 0
+    batches: int = 0
 
 
 def sweep(deps: Deps, *, limit: int = 1000) -> SweepOutcome:
@@ -44,7 +47,9 @@ def sweep(deps: Deps, *, limit: int = 1000) -> SweepOutcome:
     deps.store.touch_jobs([job.id for job in jobs], now, before=cutoff)
     deps.store.touch_deliveries([d.id for d in overdue], now, before=cutoff)
     deps.scheduler.schedule(actions)
+    completed = sum(complete_batch(batch_id, deps) for batch_id in deps.store.ended_batches(100))
     return SweepOutcome(
         launches=sum(isinstance(a, Launch) for a in actions),
         polls=sum(isinstance(a, Poll) for a in actions),
-        deliveries=sum(isinstance(a, Deliver) for a in actions))
+        deliveries=sum(isinstance(a, Deliver) for a in actions),
+        batches=completed)

@@ -1,4 +1,9 @@
-"""``HttpCallbackSender``: one POST per attempt, redirects never followed."""
+"""``HttpCallbackSender``: one POST per attempt, redirects never followed.
+
+With a ``NetworkGuard`` each send checks the URL first and connects to the address that was
+checked, never to a second DNS answer: the request goes to the IP literal, with the
+original ``Host`` header and, for https, the host name for SNI and certificate checks.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,85 @@ from collections.abc import Mapping
 
 import httpx
 
+from orchestrator.adapters.http.guard import NetworkGuard, PinnedTarget
 from orchestrator.domain.errors import retry_after_seconds
+from orchestrator.domain.netguard import UnsafeUrl
 from orchestrator.ports import SendResult
 
 
 class HttpCallbackSender:
-    def __init__(self, client: httpx.Client, timeout_s: float) -> None:
+    def __init__(self, client: httpx.Client, timeout_s: float,
+                 guard: NetworkGuard | None = None) -> None:
+        """``guard``: the SSRF guard each send goes through; None sends to any URL."""
         self._client = client
         self._timeout = httpx.Timeout(timeout_s)
+        self._guard = guard
 
     def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
         started = time.perf_counter()
+        if self._guard is None:
+            return self._post(url, dict(headers), body, started)
         try:
-            response = self._client.post(url, content=body, headers=dict(headers),
-                                         timeout=self._timeout, follow_redirects=False)
+            target = self._guard.pin(url)
+        except UnsafeUrl as exc:
+            # A refused URL is one failed attempt, like a refused connection: recorded in the
+            # delivery log with the reason, and nothing is sent.
+            return SendResult(None, time.perf_counter() - started,
+                              error=f"refused: {exc}"[:500])
+        if not target.addresses:  # the guard is off
+            return self._post(url, dict(headers), body, started)
+        return self._post_pinned(target, headers, body, started)
+
+    def _post_pinned(self, target: PinnedTarget, headers: Mapping[str, str], body: bytes,
+                     started: float) -> SendResult:
+        url = target.url
+        pinned = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
+        pinned["Host"] = url.host_header
+        extensions: dict[str, str] = {}
+        if url.scheme == "https" and url.literal is None:
+            extensions["sni_hostname"] = url.host
+            # A pooled connection is keyed by the IP alone, whatever name its TLS session was
+            # verified for; closing it keeps one name's requests off another name's session
+            # on a shared IP (a CDN, an SNI-routing load balancer).
+            pinned["Connection"] = "close"
+        *first, last = target.addresses
+        for address in first:
+            try:
+                response = self._request(url.url_for(address), pinned, body, extensions)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                # Nothing was sent: go on to the next checked address, as
+                # ``socket.create_connection`` goes down its list.
+                continue
+            except Exception as exc:  # noqa: BLE001
+                return _failure(exc, started)
+            return _result(response, started)
+        return self._post(url.url_for(last), pinned, body, started, extensions)
+
+    def _post(self, url: str, headers: dict[str, str], body: bytes, started: float,
+              extensions: dict[str, str] | None = None) -> SendResult:
+        try:
+            response = self._request(url, headers, body, extensions)
         except Exception as exc:  # noqa: BLE001
             # Whatever went wrong (a refused connection, or a URL httpx cannot even use) is
             # one failed attempt, recorded; never a crash that leaves the delivery looping.
-            return SendResult(None, time.perf_counter() - started,
-                              error=f"{type(exc).__name__}: {exc}"[:500])
-        latency = time.perf_counter() - started
-        if 200 <= response.status_code < 300:
-            return SendResult(response.status_code, latency)
-        wait = retry_after_seconds(response.headers, None, time.time())
-        reason = f"HTTP {response.status_code}: {response.text[:200]}"
-        return SendResult(response.status_code, latency, error=reason, retry_after=wait)
+            return _failure(exc, started)
+        return _result(response, started)
+
+    def _request(self, url: str, headers: dict[str, str], body: bytes,
+                 extensions: dict[str, str] | None) -> httpx.Response:
+        return self._client.post(url, content=body, headers=headers, timeout=self._timeout,
+                                 follow_redirects=False, extensions=extensions or None)
+
+
+def _result(response: httpx.Response, started: float) -> SendResult:
+    latency = time.perf_counter() - started
+    if 200 <= response.status_code < 300:
+        return SendResult(response.status_code, latency)
+    wait = retry_after_seconds(response.headers, None, time.time())
+    reason = f"HTTP {response.status_code}: {response.text[:200]}"
+    return SendResult(response.status_code, latency, error=reason, retry_after=wait)
+
+
+def _failure(exc: Exception, started: float) -> SendResult:
+    return SendResult(None, time.perf_counter() - started,
+                      error=f"{type(exc).__name__}: {exc}"[:500])

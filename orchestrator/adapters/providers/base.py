@@ -63,6 +63,14 @@ REDACTED = "[redacted]"
 POLL_OPERATION = "read"
 
 
+def http_urls(values: object) -> list[str]:
+    """The http(s) URLs among ``values`` (a list), in order, each once."""
+    if not isinstance(values, list):
+        return []
+    urls = (v.strip() for v in values if isinstance(v, str))
+    return list(dict.fromkeys(u for u in urls if u.lower().startswith(("http://", "https://"))))
+
+
 def segment(value: str) -> str:
     """One URL path segment, quoted so an id can never add or climb path levels."""
     return quote(value, safe="")
@@ -100,6 +108,10 @@ class HttpProvider:
 
     def close(self) -> None:
         """Nothing to release: the HTTP client is shared and closed by its owner."""
+
+    def output_files(self, outputs: object) -> list[str]:
+        """The output files a completed run points to (none unless the protocol says)."""
+        return []
 
     def send(
         self,

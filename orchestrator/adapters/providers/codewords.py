@@ -19,7 +19,12 @@ from typing import Any
 
 import httpx
 
-from orchestrator.adapters.providers.base import NOT_SENT_ERRORS, HttpProvider, segment
+from orchestrator.adapters.providers.base import (
+    NOT_SENT_ERRORS,
+    HttpProvider,
+    http_urls,
+    segment,
+)
 from orchestrator.domain.errors import (
     NotReady,
     Permanent,
@@ -91,6 +96,13 @@ class CodeWordsProvider(HttpProvider):
 
     def cancel(self, workflow: str, run_id: str) -> bool:
         return False
+
+    def output_files(self, outputs: object) -> list[str]:
+        """CodeWords documents no shape for output files: a workflow's answer
+        (``responseJson``) is its own JSON. By our convention (the sandbox's ``files``
+        workflow answers so) only a top-level ``files`` list of http(s) URLs names files to
+        keep; URLs anywhere else in the answer are data."""
+        return http_urls(outputs.get("files")) if isinstance(outputs, Mapping) else []
 
     def logs(self, run_id: str, *, after: str | None = None) -> Iterator[LogLine]:
         """The run's log lines as they are written, past ``after`` (a line's ``at``).

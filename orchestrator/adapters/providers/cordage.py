@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.adapters.providers.base import HttpProvider, segment
+from orchestrator.adapters.providers.base import HttpProvider, http_urls, segment
 from orchestrator.domain.job import LaunchRequest, RemoteState, RunStatus
 from orchestrator.ports import RemoteRun, RunListing
 
@@ -69,6 +69,10 @@ class CordageProvider(HttpProvider):
         path = self.kill_path.format(webhook_key=segment(workflow), run_id=segment(run_id))
         self.send("POST", path, operation="cancel")
         return True
+
+    def output_files(self, outputs: object) -> list[str]:
+        """Cordage's ``outputs`` are URLs of files in its storage: every http(s) one."""
+        return http_urls(outputs)
 
     def list_runs(self, webhook_key: str) -> list[dict[str, object]]:
         """The webhook's recent runs, newest first (each as ``poll`` sees it raw).

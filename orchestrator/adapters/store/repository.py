@@ -12,8 +12,9 @@ submit is the exception: one line on ``orchestrator.batches`` for all its jobs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -314,16 +315,42 @@ class SqlStore(Transactions):
             return list(conn.execute(query).scalars())
 
     def batch_progress(self, batch_id: str) -> BatchProgress:
-        ended = func.max(func.coalesce(jobs.c.finished_at, jobs.c.updated_at))
-        query = (select(jobs.c.status, func.count(), ended)
-                 .where(jobs.c.batch_id == batch_id).group_by(jobs.c.status))
         with self._read() as conn:
-            found = [(str(status), int(count), last) for status, count, last
-                     in conn.execute(query)]
-        terminal = {s.value for s in TERMINAL}
-        last = max((float(t) for s, _, t in found if s in terminal and t is not None),
-                   default=None)
-        return BatchProgress({status: count for status, count, _ in found}, last)
+            return _batch_progress(conn, batch_id)
+
+    def complete_batch(
+        self, batch_id: str, now: float,
+        outbox: Callable[[Batch, BatchProgress], Sequence[NewDelivery]],
+    ) -> Sequence[NewDelivery] | None:
+        # A read first: every job of a batch but its last ends here, and a write
+        # transaction each (SQLite's write lock) would be spent on nothing.
+        with self._read() as conn:
+            if not _batch_ended(conn, batch_id):
+                return None
+        with self._write() as conn:
+            row = conn.execute(select(batches).where(
+                batches.c.id == batch_id, batches.c.completed_at.is_(None))).one_or_none()
+            if row is None or not _batch_ended(conn, batch_id):
+                return None
+            marked = conn.execute(update(batches).where(
+                batches.c.id == batch_id, batches.c.completed_at.is_(None)
+            ).values(completed_at=now)).rowcount
+            if marked != 1:
+                return None
+            batch = dataclasses.replace(_batch(row), completed_at=now)
+            sent = list(outbox(batch, _batch_progress(conn, batch_id)))
+            self._insert_deliveries(conn, sent, now)
+        batch_log.info("batch %s completed: %d callbacks", batch_id, len(sent))
+        return sent
+
+    def ended_batches(self, limit: int) -> list[str]:
+        active = select(jobs.c.id).where(
+            jobs.c.batch_id == batches.c.id,
+            jobs.c.status.in_([s.value for s in ACTIVE])).exists()
+        query = (select(batches.c.id).where(batches.c.completed_at.is_(None), not_(active))
+                 .order_by(batches.c.id).limit(limit))
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
 
     # deliveries ---------------------------------------------------------------------------
 
@@ -351,6 +378,31 @@ class SqlStore(Transactions):
         query = select(deliveries).where(deliveries.c.job_id == job_id)
         with self._read() as conn:
             return [_delivery(row) for row in conn.execute(query)]
+
+    def list_deliveries(self, *, endpoint_id: str, status: str | None = None,
+                        since: float | None = None, before: str | None = None,
+                        limit: int = 100) -> list[Delivery]:
+        query = select(deliveries).where(deliveries.c.endpoint_id == endpoint_id)
+        if status is not None:
+            query = query.where(deliveries.c.status == status)
+        if since is not None:
+            query = query.where(deliveries.c.created_at >= since)
+        if before is not None:
+            query = query.where(deliveries.c.id < before)
+        query = query.order_by(deliveries.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def replay_deliveries(self, delivery_ids: Sequence[str], now: float) -> list[str]:
+        ids = list(delivery_ids)
+        if not ids:
+            return []
+        with self._write() as conn:
+            found = list(conn.execute(select(deliveries.c.id).where(
+                deliveries.c.id.in_(ids))).scalars())
+            conn.execute(update(deliveries).where(deliveries.c.id.in_(found)).values(
+                status="pending", next_attempt_at=now))
+        return found
 
     def delivery_attempts(self, delivery_id: str) -> list[Mapping[str, object]]:
         query = (select(delivery_attempts)
@@ -485,3 +537,21 @@ def _in_flight(provider: Any) -> Any:
 
 def _equals(column: str, value: object) -> Any:
     return jobs.c[column].is_(None) if value is None else jobs.c[column] == value
+
+
+def _batch_ended(conn: Connection, batch_id: str) -> bool:
+    active = conn.execute(select(jobs.c.id).where(
+        jobs.c.batch_id == batch_id,
+        jobs.c.status.in_([s.value for s in ACTIVE])).limit(1)).first()
+    return active is None
+
+
+def _batch_progress(conn: Connection, batch_id: str) -> BatchProgress:
+    ended = func.max(func.coalesce(jobs.c.finished_at, jobs.c.updated_at))
+    query = (select(jobs.c.status, func.count(), ended)
+             .where(jobs.c.batch_id == batch_id).group_by(jobs.c.status))
+    found = [(str(status), int(count), last) for status, count, last in conn.execute(query)]
+    terminal = {s.value for s in TERMINAL}
+    last = max((float(t) for s, _, t in found if s in terminal and t is not None),
+               default=None)
+    return BatchProgress({status: count for status, count, _ in found}, last)

@@ -1,0 +1,74 @@
+"""``SqlEndpointStore``: callback endpoints in the database, their secrets sealed by a
+``SecretBox`` on the way in and opened on the way out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.engine import Row
+
+from orchestrator.adapters.crypto import SecretBox
+from orchestrator.adapters.store.repository import Transactions
+from orchestrator.adapters.store.tables import callback_endpoints
+from orchestrator.domain.records import CallbackEndpoint
+
+_SEALED = ("secret", "previous_secret")
+
+
+class SqlEndpointStore(Transactions):
+    def __init__(self, engine: Engine, box: SecretBox) -> None:
+        super().__init__(engine)
+        self._box = box
+
+    def add_endpoint(self, endpoint: CallbackEndpoint) -> CallbackEndpoint:
+        with self._write() as conn:
+            conn.execute(insert(callback_endpoints).values(**self._row(vars(endpoint))))
+        return endpoint
+
+    def get_endpoint(self, endpoint_id: str) -> CallbackEndpoint | None:
+        with self._read() as conn:
+            row = conn.execute(select(callback_endpoints).where(
+                callback_endpoints.c.id == endpoint_id)).one_or_none()
+        return None if row is None else self._endpoint(row)
+
+    def list_endpoints(self) -> list[CallbackEndpoint]:
+        query = select(callback_endpoints).order_by(callback_endpoints.c.id)
+        with self._read() as conn:
+            return [self._endpoint(row) for row in conn.execute(query)]
+
+    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object],
+                        now: float) -> CallbackEndpoint | None:
+        row = self._row({**values, "updated_at": now})
+        with self._write() as conn:
+            changed = conn.execute(update(callback_endpoints).where(
+                callback_endpoints.c.id == endpoint_id).values(**row)).rowcount
+        return self.get_endpoint(endpoint_id) if changed else None
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        with self._write() as conn:
+            return bool(conn.execute(delete(callback_endpoints).where(
+                callback_endpoints.c.id == endpoint_id)).rowcount)
+
+    def _row(self, values: Mapping[str, object]) -> dict[str, Any]:
+        row = dict(values)
+        for name in _SEALED:
+            if isinstance(row.get(name), str):
+                row[name] = self._box.seal(str(row[name]))
+        for name in ("event_types", "workflows"):
+            if name in row:
+                row[name] = list(row[name])  # type: ignore[call-overload]
+        if "labels" in row:
+            row["labels"] = dict(row["labels"])  # type: ignore[call-overload]
+        return row
+
+    def _endpoint(self, row: Row[Any]) -> CallbackEndpoint:
+        data = dict(row._mapping)
+        for name in _SEALED:
+            if data.get(name):
+                data[name] = self._box.open(data[name])
+        data["event_types"] = tuple(data["event_types"] or ())
+        data["workflows"] = tuple(data["workflows"] or ())
+        data["labels"] = data["labels"] or {}
+        return CallbackEndpoint(**data)

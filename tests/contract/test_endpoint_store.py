@@ -1,0 +1,146 @@
+"""Callback endpoints and the delivery log, on the in-memory fake and on SQLite: batch
+completion once, deliveries listed and replayed, endpoint secrets sealed at rest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from orchestrator.adapters.crypto import SecretBox
+from orchestrator.adapters.store.endpoints import SqlEndpointStore
+from orchestrator.adapters.store.engine import make_engine
+from orchestrator.adapters.store.migrate import upgrade
+from orchestrator.adapters.store.tables import callback_endpoints
+from orchestrator.domain.ids import new_id, new_ids
+from orchestrator.domain.job import Event
+from orchestrator.domain.records import (
+    Batch,
+    BatchProgress,
+    CallbackEndpoint,
+    DeliveryAttempt,
+    JobChange,
+    NewDelivery,
+    NewJob,
+)
+from orchestrator.domain.webhook import new_secret
+from orchestrator.ports import EndpointStore, JobStore
+from orchestrator.testing import InMemoryEndpointStore
+
+T0 = 1_700_000_000.0
+KEY = new_secret()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def endpoints(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        yield InMemoryEndpointStore()
+        return
+    engine = make_engine(f"sqlite:///{tmp_path}/endpoints.db")
+    upgrade(engine)
+    yield SqlEndpointStore(engine, SecretBox([KEY]))
+    engine.dispose()
+
+
+def an_endpoint(**kw: Any) -> CallbackEndpoint:
+    values: dict[str, Any] = {
+        "id": new_id("ep", T0), "url": "https://hooks.example.com/", "secret": new_secret(),
+        "event_types": ("job.completed",), "created_at": T0, "updated_at": T0, **kw}
+    return CallbackEndpoint(**values)
+
+
+def test_endpoints_round_trip_and_change(endpoints: EndpointStore) -> None:
+    made = endpoints.add_endpoint(an_endpoint(workflows=("p/echo",), labels={"t": "x"},
+                                              description="ours"))
+    assert endpoints.get_endpoint(made.id) == made
+    assert endpoints.list_endpoints() == [made]
+    changed = endpoints.update_endpoint(made.id, {
+        "event_types": ["job.failed"], "enabled": False, "disabled_reason": "why",
+        "previous_secret": made.secret, "secret": new_secret(), "previous_until": T0 + 9},
+        T0 + 1)
+    assert changed is not None and changed.event_types == ("job.failed",)
+    assert changed.previous_secret == made.secret and not changed.enabled
+    assert changed.updated_at == T0 + 1 and endpoints.get_endpoint(made.id) == changed
+    assert endpoints.update_endpoint("ep_none", {"enabled": True}, T0) is None
+    assert endpoints.delete_endpoint(made.id) and not endpoints.delete_endpoint(made.id)
+    assert endpoints.get_endpoint(made.id) is None
+
+
+def test_sql_keeps_endpoint_secrets_sealed(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/sealed.db")
+    upgrade(engine)
+    store = SqlEndpointStore(engine, SecretBox([KEY]))
+    made = store.add_endpoint(an_endpoint())
+    store.update_endpoint(made.id, {"previous_secret": made.secret, "secret": new_secret()},
+                          T0)
+    with engine.connect() as conn:
+        row = conn.execute(select(callback_endpoints)).one()._mapping
+    assert made.secret not in str(dict(row)) and made.secret.removeprefix("whsec_") not in str(
+        dict(row))
+    with pytest.raises(ValueError, match="signing_secret changed"):
+        SqlEndpointStore(engine, SecretBox([new_secret()])).get_endpoint(made.id)
+    # Old values stay readable while the new key is tried first.
+    assert SqlEndpointStore(engine, SecretBox([new_secret(), KEY])).get_endpoint(made.id)
+    engine.dispose()
+
+
+def batch_of(store: JobStore, n: int) -> list[str]:
+    ids = new_ids("job", n, T0)
+    store.add_batch(Batch(id="bat_1", total=n, created_at=T0, labels={"r": "1"}),
+                    [NewJob(id=i, workflow="p/echo", provider="p", inputs={}, batch_id="bat_1")
+                     for i in ids], T0)
+    return ids
+
+
+def delivery(delivery_id: str, endpoint_id: str | None = "ep_1") -> NewDelivery:
+    return NewDelivery(id=delivery_id, job_id=None, event_type="batch.completed",
+                       url="https://hooks.example.com/", endpoint_id=endpoint_id,
+                       payload=b"{}", next_attempt_at=T0)
+
+
+def test_a_batch_is_completed_once_when_its_last_job_ends(store: JobStore) -> None:
+    ids = batch_of(store, 2)
+    seen: list[BatchProgress] = []
+
+    def outbox(batch: Batch, progress: BatchProgress) -> list[NewDelivery]:
+        seen.append(progress)
+        assert batch.completed_at == T0 + 2
+        return [delivery(new_id("msg", T0))]
+
+    store.move(JobChange(ids[0], Event.CANCEL, values={"finished_at": T0 + 1}), T0 + 1)
+    assert store.complete_batch("bat_1", T0 + 1, outbox) is None
+    assert store.ended_batches(10) == []
+    store.move(JobChange(ids[1], Event.CANCEL, values={"finished_at": T0 + 2}), T0 + 2)
+    assert store.ended_batches(10) == ["bat_1"]
+    sent = store.complete_batch("bat_1", T0 + 2, outbox)
+    assert sent is not None and len(sent) == 1
+    assert store.get_delivery(sent[0].id) is not None
+    assert seen[0].counts == {"cancelled": 2}
+    assert store.complete_batch("bat_1", T0 + 3, outbox) is None  # once
+    assert store.ended_batches(10) == [] and len(seen) == 1
+    batch = store.get_batch("bat_1")
+    assert batch is not None and batch.completed_at == T0 + 2
+    assert store.complete_batch("bat_none", T0, outbox) is None
+
+
+def test_deliveries_listed_newest_first_by_page_and_replayed(store: JobStore) -> None:
+    ids = new_ids("msg", 5, T0)
+    store.add_deliveries([delivery(i) for i in ids] + [delivery("msg_zz", "ep_2")], T0)
+    for i in ids[:3]:
+        store.record_delivery_attempt(DeliveryAttempt(i, 1, T0 + 1, 500, 0.01, "HTTP 500"),
+                                      status="failed", next_attempt_at=None)
+    page = store.list_deliveries(endpoint_id="ep_1", limit=2)
+    assert [d.id for d in page] == ids[::-1][:2]
+    rest = store.list_deliveries(endpoint_id="ep_1", before=page[-1].id, limit=10)
+    assert [d.id for d in rest] == ids[::-1][2:]
+    failed = store.list_deliveries(endpoint_id="ep_1", status="failed", since=T0)
+    assert sorted(d.id for d in failed) == sorted(ids[:3])
+    assert store.list_deliveries(endpoint_id="ep_1", since=T0 + 1) == []
+    assert store.replay_deliveries([ids[0], "msg_none"], T0 + 5) == [ids[0]]
+    again = store.get_delivery(ids[0])
+    assert again is not None and again.status == "pending" and again.next_attempt_at == T0 + 5
+    assert again.attempts == 1  # the log is kept: the next attempt is number 2
+    assert [a["number"] for a in store.delivery_attempts(ids[0])] == [1]
