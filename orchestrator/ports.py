@@ -25,6 +25,7 @@ from orchestrator.domain.records import (
     JobChange,
     NewDelivery,
     NewJob,
+    Subscription,
     Token,
 )
 from orchestrator.domain.schedule import NewSlot, Schedule, Slot
@@ -284,8 +285,9 @@ class JobStore(Protocol):
     def delivery_attempts(self, delivery_id: str) -> list[Mapping[str, object]]: ...
 
     def replay_deliveries(self, delivery_ids: Sequence[str], now: float) -> list[str]:
-        """Make these deliveries pending again, due now, keeping their id (the
-        ``webhook-id``) and attempt log; the ids that were."""
+        """Make these deliveries, those that have ended, pending again and due now,
+        keeping their id (the ``webhook-id``) and attempt log; the ids that were. A pending
+        one is left alone: its attempt may be in flight."""
         ...
 
     def complete_batch(
@@ -327,9 +329,16 @@ class EndpointStore(Protocol):
         """Every endpoint, oldest first."""
         ...
 
-    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object],
-                        now: float) -> CallbackEndpoint | None:
-        """Set these fields (dataclass names); None if there is no such endpoint."""
+    def subscriptions(self) -> list[Subscription]:
+        """The enabled endpoints' URLs and filters, without their secrets (fan-out reads
+        these on every event)."""
+        ...
+
+    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object], now: float,
+                        *, guard: Mapping[str, object] | None = None
+                        ) -> CallbackEndpoint | None:
+        """Set these fields (dataclass names) if the ``guard`` fields still hold; None if
+        there is no such endpoint or the guard failed."""
         ...
 
     def delete_endpoint(self, endpoint_id: str) -> bool: ...

@@ -45,6 +45,7 @@ from orchestrator.domain.records import (
     NewDelivery,
     NewJob,
     Poll,
+    Subscription,
     Token,
 )
 from orchestrator.domain.schedule import NewSlot, Schedule, Slot
@@ -299,7 +300,8 @@ class InMemoryStore:
 
     def replay_deliveries(self, delivery_ids: Sequence[str], now: float) -> list[str]:
         with self._lock:
-            found = [i for i in delivery_ids if i in self._deliveries]
+            found = [i for i in delivery_ids
+                     if i in self._deliveries and self._deliveries[i].status != "pending"]
             for delivery_id in found:
                 self._deliveries[delivery_id] = dataclasses.replace(
                     self._deliveries[delivery_id], status="pending", next_attempt_at=now)
@@ -408,10 +410,15 @@ class InMemoryEndpointStore:
     def list_endpoints(self) -> list[CallbackEndpoint]:
         return sorted(self._endpoints.values(), key=lambda e: e.id)
 
-    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object],
-                        now: float) -> CallbackEndpoint | None:
+    def subscriptions(self) -> list[Subscription]:
+        return [e.subscription() for e in self.list_endpoints() if e.enabled]
+
+    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object], now: float,
+                        *, guard: Mapping[str, object] | None = None
+                        ) -> CallbackEndpoint | None:
         current = self._endpoints.get(endpoint_id)
-        if current is None:
+        if current is None or not all(getattr(current, name) == value
+                                      for name, value in (guard or {}).items()):
             return None
         changes = dict(values)
         for name in ("event_types", "workflows"):

@@ -33,6 +33,12 @@ class SecretBox:
     def seal(self, plain: str) -> str:
         return self._box.encrypt(plain.encode()).decode()
 
+    def open_or_none(self, sealed: str) -> str | None:
+        try:
+            return self.open(sealed)
+        except ValueError:
+            return None
+
     def open(self, sealed: str) -> str:
         try:
             return self._box.decrypt(sealed.encode()).decode()

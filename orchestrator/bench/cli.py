@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-NAMES = ("submit", "rate-limit", "throughput")
+NAMES = ("submit", "rate-limit", "throughput", "callbacks")
 
 EPILOG = """Examples:
 
@@ -24,6 +24,8 @@ EPILOG = """Examples:
   orchestrator bench rate-limit --workers 3       # P1 with three worker processes
 
   orchestrator bench throughput --jobs 1000       # P4 with 1,000 jobs
+
+  orchestrator bench callbacks --rate 100         # P7: fan-out, and latency at 100 jobs/s
 
 Each scenario measures its baseline in the same run; the table sets each number against
 the target in QUALITY.md. Unmet targets are reported, not errors: the exit status is 0
@@ -42,6 +44,9 @@ def bench(
                                              help="task slots per worker process")] = 4,
     jobs: Annotated[int | None, typer.Option(
         min=1, max=10_000, help="jobs per scenario, instead of its own size")] = None,
+    rate: Annotated[float | None, typer.Option(
+        min=1, max=1_000, help="callbacks: jobs/s submitted in the latency run "
+        "(default 100, 50 with --quick)")] = None,
     workdir: Annotated[Path, typer.Option(help="where the stacks' data and logs go")] = Path(
         ".orchestrator/bench"),
 ) -> None:
@@ -58,7 +63,7 @@ def bench(
     chosen = list(SCENARIOS) if scenario == "all" else [scenario]
     console = Console()
     ctx = Context(workdir=workdir.resolve(), quick=quick, workers=workers,
-                  concurrency=concurrency, jobs=jobs, console=console)
+                  concurrency=concurrency, jobs=jobs, console=console, rate=rate)
     results: list[ScenarioResult] = []
     for name in chosen:
         started = time.monotonic()

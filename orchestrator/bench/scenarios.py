@@ -44,6 +44,7 @@ class Context:
     concurrency: int
     jobs: int | None  # overrides the scenario's size
     console: Console
+    rate: float | None = None  # callbacks: jobs/s submitted in the latency run
 
     def size(self, quick: int, full: int) -> int:
         return self.jobs or (quick if self.quick else full)
@@ -385,8 +386,20 @@ def _noop_rate(ctx: Context, stack: Stack, tasks: int) -> float:
     return (len(counted) - 1) / span if span > 0 else float("nan")
 
 
+# callbacks ------------------------------------------------------------------------------------
+
+def callbacks(ctx: Context) -> ScenarioResult:
+    """P7: callback fan-out from one worker process against raw httpx POSTs to the same
+    receiver, and completion-to-callback latency under a steady job rate
+    (``orchestrator.bench.fanout``)."""
+    from orchestrator.bench.fanout import callbacks as run
+
+    return run(ctx)
+
+
 SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "submit": submit,
     "rate-limit": rate_limit,
     "throughput": throughput,
+    "callbacks": callbacks,
 }

@@ -157,7 +157,8 @@ class CallbackEndpoint:
     id: str
     url: str
     event_types: tuple[str, ...]
-    secret: str = field(repr=False)
+    # None when the stored secret cannot be decrypted (the key it was sealed with is gone).
+    secret: str | None = field(repr=False)
     created_at: float
     updated_at: float
     description: str | None = None
@@ -170,9 +171,25 @@ class CallbackEndpoint:
     failing_since: float | None = None  # since when every attempt failed; None after a 2xx
 
     def signing_secrets(self, now: float) -> tuple[str, ...]:
-        if self.previous_secret and self.previous_until and self.previous_until > now:
-            return (self.secret, self.previous_secret)
-        return (self.secret,)
+        """The secrets that sign now: the current one, and the previous while it overlaps."""
+        overlap = bool(self.previous_until and self.previous_until > now)
+        found = (self.secret, self.previous_secret if overlap else None)
+        return tuple(secret for secret in found if secret)
+
+    def subscription(self) -> Subscription:
+        return Subscription(self.id, self.url, self.event_types, self.workflows, self.labels)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What fan-out needs of an enabled endpoint: where, and which events. No secrets: an
+    event is recorded whatever becomes of them."""
+
+    id: str
+    url: str
+    event_types: tuple[str, ...]
+    workflows: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 DeliveryStatus = Literal["pending", "succeeded", "failed"]

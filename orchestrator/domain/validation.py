@@ -47,6 +47,11 @@ def url_problem(url: str, what: str = "callback_url") -> str | None:
         return f"{what} is not a valid URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{what} must be an http:// or https:// URL with a host"
+    if "@" in parts.netloc:
+        # Credentials would be stored and shown in clear with the URL; receivers check
+        # the signature instead.
+        return (f"{what} may not carry credentials (user:password@); receivers verify "
+                "the webhook signature instead")
     if port is not None and not 0 < port < 65536:
         return f"{what} has port {port}, outside 1-65535"
     return _host_problem(parts.hostname, what)

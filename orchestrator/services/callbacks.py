@@ -20,6 +20,11 @@ from orchestrator.domain.webhook import signature_headers
 from orchestrator.ports import SendResult
 from orchestrator.services.deps import Deps
 
+UNREADABLE_SECRET = (
+    "the endpoint's secret cannot be decrypted ([callbacks].signing_secret changed since it "
+    "was stored): rotate it ('orchestrator callbacks rotate-secret ID'), give receivers the "
+    "new one, then replay")
+
 
 @dataclass(frozen=True)
 class DeliverOutcome:
@@ -45,8 +50,12 @@ def deliver_callback(delivery_id: str, deps: Deps) -> DeliverOutcome:
     if delivery.endpoint_id is not None:
         endpoint = deps.endpoints.get_endpoint(delivery.endpoint_id) if deps.endpoints else None
         if endpoint is None or not endpoint.enabled:
-            return _undeliverable(delivery, endpoint, deps, now)
+            return _undeliverable(delivery, deps, now, "the endpoint was removed" if endpoint
+                                  is None else "the endpoint is disabled: "
+                                  f"{endpoint.disabled_reason or 'by request'}")
         url, secrets = endpoint.url, endpoint.signing_secrets(now)
+        if not secrets:
+            return _undeliverable(delivery, deps, now, UNREADABLE_SECRET)
     else:
         if not deps.signing_secrets:
             raise RuntimeError("callbacks to a job's callback_url need "
@@ -60,11 +69,9 @@ def deliver_callback(delivery_id: str, deps: Deps) -> DeliverOutcome:
     return outcome
 
 
-def _undeliverable(delivery: Delivery, endpoint: CallbackEndpoint | None, deps: Deps,
-                   now: float) -> DeliverOutcome:
-    """No request: the endpoint is gone or disabled. The delivery ends failed, with why."""
-    why = ("the endpoint was removed" if endpoint is None else
-           f"the endpoint is disabled: {endpoint.disabled_reason or 'by request'}")
+def _undeliverable(delivery: Delivery, deps: Deps, now: float, why: str) -> DeliverOutcome:
+    """No request: the endpoint is gone, disabled, or its secret unreadable. The delivery
+    ends failed, with why, replayable once that is fixed."""
     attempt = DeliveryAttempt(delivery.id, delivery.attempts + 1, now, None, 0.0, why)
     if not deps.store.record_delivery_attempt(attempt, status="failed", next_attempt_at=None):
         return DeliverOutcome("skipped", delivery)
@@ -99,6 +106,9 @@ def _track_endpoint(endpoint: CallbackEndpoint, result: SendResult, deps: Deps,
     assert deps.endpoints is not None
     code = result.status_code
     values: dict[str, object] = {}
+    # Written only if the endpoint is as read: a user's re-enabling (or another attempt's
+    # change) since then is never overwritten from this stale copy.
+    guard = {"enabled": True, "failing_since": endpoint.failing_since}
     if code is not None and 200 <= code < 300:
         if endpoint.failing_since is not None:
             values["failing_since"] = None
@@ -115,7 +125,7 @@ def _track_endpoint(endpoint: CallbackEndpoint, result: SendResult, deps: Deps,
                                      "re-enable it once the receiver is fixed, then replay "
                                      "its failed deliveries"}
     if values:
-        deps.endpoints.update_endpoint(endpoint.id, values, now)
+        deps.endpoints.update_endpoint(endpoint.id, values, now, guard=guard)
 
 
 def retry_delay(number: int, retry_after: float | None, deps: Deps) -> float:

@@ -15,7 +15,7 @@ from orchestrator.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES, unknown
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.records import CallbackEndpoint, Deliver, Delivery
 from orchestrator.domain.validation import text_problem, url_problem
-from orchestrator.domain.webhook import new_secret
+from orchestrator.domain.webhook import new_secret, rfc3339
 from orchestrator.ports import EndpointStore
 from orchestrator.services.deps import Deps
 
@@ -123,18 +123,29 @@ def rotate_secret(endpoint_id: str, deps: Deps) -> CallbackEndpoint:
 
 
 def replay_delivery(delivery_id: str, deps: Deps) -> Delivery:
-    """Send it again, with the same ``webhook-id`` and body, whatever its state; its
-    attempts so far stay in the log."""
+    """Send an ended delivery (succeeded or failed) again, with the same ``webhook-id`` and
+    body; its attempts so far stay in the log. A pending one is refused: its next attempt
+    is coming, and a second sender at once would race it."""
     delivery = deps.store.get_delivery(delivery_id)
     if delivery is None:
         raise EndpointRefused(404, "not_found", f"no delivery '{delivery_id}'")
-    _replay([delivery_id], deps)
+    if delivery.status == "pending":
+        when = rfc3339(delivery.next_attempt_at) if delivery.next_attempt_at else "now"
+        raise EndpointRefused(409, "delivery_pending",
+                              f"delivery {delivery_id} is still pending (next attempt: "
+                              f"{when}); only an ended delivery can be replayed")
+    if delivery.endpoint_id is not None:
+        _check_receiving(delivery.endpoint_id, deps)
+    if not _replay([delivery_id], deps):
+        raise EndpointRefused(409, "delivery_pending",
+                              f"delivery {delivery_id} was replayed meanwhile")
     return deps.store.get_delivery(delivery_id) or delivery
 
 
 def replay_failed(endpoint_id: str, since: float, deps: Deps) -> list[str]:
     """Every failed delivery of the endpoint created at or after ``since``, sent again."""
     get_endpoint(endpoint_id, deps)
+    _check_receiving(endpoint_id, deps)
     ids: list[str] = []
     before: str | None = None
     while True:  # a page at a time: an endpoint down for days may have many
@@ -154,6 +165,19 @@ def _replay(ids: Sequence[str], deps: Deps) -> list[str]:
         deps.scheduler.schedule([Deliver(delivery_id) for delivery_id in chunk])
         replayed += chunk
     return replayed
+
+
+def _check_receiving(endpoint_id: str, deps: Deps) -> None:
+    """A replay to a disabled endpoint would only fail again at once."""
+    endpoint = endpoints_of(deps).get_endpoint(endpoint_id)
+    if endpoint is None:
+        raise EndpointRefused(409, "endpoint_removed",
+                              f"the endpoint {endpoint_id} was removed; nothing to send to")
+    if not endpoint.enabled:
+        raise EndpointRefused(409, "endpoint_disabled",
+                              f"the endpoint {endpoint_id} is disabled "
+                              f"({endpoint.disabled_reason or 'by request'}); enable it "
+                              f"first: orchestrator callbacks enable {endpoint_id}")
 
 
 def url_refusal(url: str, deps: Deps, what: str = "callback URL") -> str | None:

@@ -183,11 +183,11 @@ def _started(job: Job, run_id: str, deps: Deps, how: str = "started",
               "deadline_at": now + timeout, "next_action_at": min(first_poll, now + timeout),
               "lease_until": None}
     after = dataclasses.replace(job, status=JobStatus.RUNNING, updated_at=now, **values)  # type: ignore[arg-type]
-    outbox = job_event(after, JOB_STARTED, now, deps, own_url=False)
-    change = JobChange(job.id, Event.STARTED, guard=guard or _held(job), values=values,
-                       deliveries=outbox, detail=f"run {run_id} ({how})")
     try:
-        moved = deps.store.move(change, now)
+        outbox = job_event(after, JOB_STARTED, now, deps, own_url=False)
+        moved = deps.store.move(JobChange(
+            job.id, Event.STARTED, guard=guard or _held(job), values=values,
+            deliveries=outbox, detail=f"run {run_id} ({how})"), now)
     except Exception:
         # The run exists but its id could not be stored: hand the id to the next try
         # rather than lose it (the lease would otherwise run out and the launch be

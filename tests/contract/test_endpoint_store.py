@@ -80,8 +80,13 @@ def test_sql_keeps_endpoint_secrets_sealed(tmp_path: Path) -> None:
         row = conn.execute(select(callback_endpoints)).one()._mapping
     assert made.secret not in str(dict(row)) and made.secret.removeprefix("whsec_") not in str(
         dict(row))
-    with pytest.raises(ValueError, match="signing_secret changed"):
-        SqlEndpointStore(engine, SecretBox([new_secret()])).get_endpoint(made.id)
+    # Under another key the endpoint is still there, its secrets unreadable (never a
+    # crash: it can be listed and rotated, and its deliveries say why they fail).
+    other = SqlEndpointStore(engine, SecretBox([new_secret()]))
+    unreadable = other.get_endpoint(made.id)
+    assert unreadable is not None and unreadable.secret is None
+    assert unreadable.signing_secrets(T0) == ()
+    assert [s.id for s in other.subscriptions()] == [made.id]
     # Old values stay readable while the new key is tried first.
     assert SqlEndpointStore(engine, SecretBox([new_secret(), KEY])).get_endpoint(made.id)
     engine.dispose()
@@ -144,3 +149,35 @@ def test_deliveries_listed_newest_first_by_page_and_replayed(store: JobStore) ->
     assert again is not None and again.status == "pending" and again.next_attempt_at == T0 + 5
     assert again.attempts == 1  # the log is kept: the next attempt is number 2
     assert [a["number"] for a in store.delivery_attempts(ids[0])] == [1]
+
+
+def test_batches_that_ended_before_the_upgrade_are_complete_already(tmp_path: Path) -> None:
+    """Else the first sweeps after the upgrade would send each a batch.completed."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from orchestrator.adapters.store.migrate import alembic_config
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    config = alembic_config(str(engine.url))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+    with engine.begin() as conn:
+        for batch_id, statuses in (("bat_done", ("completed", "failed")),
+                                   ("bat_going", ("completed", "running"))):
+            conn.execute(text("INSERT INTO batches (id, total, created_at) VALUES "
+                              "(:id, 2, 1.0)"), {"id": batch_id})
+            for n, status in enumerate(statuses):
+                conn.execute(text(
+                    "INSERT INTO jobs (id, workflow, provider, status, path, attempt, polls, "
+                    "launch_tries, priority, retries, created_at, updated_at, finished_at, "
+                    "batch_id) VALUES (:id, 'p/echo', 'p', :status, '', 1, 0, 0, 0, 0, 1.0, "
+                    ":t, :t, :batch)"),
+                    {"id": f"{batch_id}-{n}", "status": status, "t": 10.0 + n,
+                     "batch": batch_id})
+    upgrade(engine)
+    with engine.connect() as conn:
+        done = dict(conn.execute(text("SELECT id, completed_at FROM batches")).all())
+    assert done == {"bat_done": 11.0, "bat_going": None}
+    engine.dispose()

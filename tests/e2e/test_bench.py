@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.bench.fanout import (
+    epoch,
+    fanout_met,
+    latency_met,
+    percentile,
+    steady_rate,
+    windowed_p99,
+)
 from orchestrator.bench.report import Measure, ScenarioResult, table
-from orchestrator.bench.scenarios import window_use
+from orchestrator.bench.scenarios import SCENARIOS, window_use
 
 pytestmark = pytest.mark.e2e
 
@@ -66,3 +74,31 @@ def test_a_scenario_that_did_not_run_says_so_in_its_table() -> None:
     result.add(Measure("x", 1.0, "s", 2.0, "raw", target="P5", met=False))
     assert result.as_dict()["measures"][0]["ratio"] == 0.5
     assert table(result).row_count == 2
+
+
+def test_callbacks_is_a_scenario_of_bench_all() -> None:
+    # Its quick run starts three stacks (about a minute): `make bench` runs it, not the tests.
+    assert "callbacks" in SCENARIOS
+
+
+def test_callbacks_figures_percentiles_rates_and_p7_verdicts() -> None:
+    assert percentile([], 0.99) is None
+    assert percentile([5.0], 0.99) == 5.0
+    hundred = [float(i) for i in range(1, 101)]
+    assert percentile(hundred, 0.5) == pytest.approx(50.5)
+    assert percentile(hundred, 0.99) == pytest.approx(99.01)
+    # 11 events 0.1 s apart: 10/s; the first 5% of a worker's receipts are left out.
+    assert steady_rate([i / 10 for i in range(11)]) == pytest.approx(10.0)
+    assert steady_rate([0.0] + [10 + i / 100 for i in range(100)]) == pytest.approx(100.0)
+    assert steady_rate([1.0]) is None
+    # Fan-out: at least half of the raw POSTs' rate.
+    assert fanout_met(600.0, 1_000.0) is True and fanout_met(400.0, 1_000.0) is False
+    assert fanout_met(None, 1_000.0) is None
+    # Latency: over 1 s fails at any rate; within 1 s passes only at about 100 jobs/s.
+    assert latency_met(2.4, 76.0) is False
+    assert latency_met(0.3, 99.0) is True
+    assert latency_met(0.07, 50.0) is None
+    assert epoch("1970-01-01T00:00:01.500000Z") == pytest.approx(1.5)
+    by_window = windowed_p99([0.0, 1.0, 6.0], [0.1, 0.2, 3.0])
+    assert [w["from_s"] for w in by_window] == [0.0, 5.0]
+    assert by_window[1]["p99"] == 3.0

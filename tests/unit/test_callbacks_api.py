@@ -153,6 +153,7 @@ def test_create_with_events_and_filters(api: TestClient) -> None:
     ({"url": "https://internal.example.com/hook"}, "private"),
     ({"url": "http://169.254.169.254/latest"}, "metadata"),
     ({"url": "http://10.0.0.1/"}, "private"),
+    ({"url": "https://alice:pw@receiver.example.com/hook"}, "credentials"),
     ({"url": "http://[::ffff:127.0.0.1]/"}, "IPv4-mapped form of 127.0.0.1"),
     ({"url": "http://0x7f000001/"}, "loopback"),
     ({"url": "http://100.64.0.1/"}, "100.64"),

@@ -146,8 +146,8 @@ def test_deliveries_delivery_and_replay(cli: CliRunner, container: Container) ->
 
     assert run(cli, "disable", endpoint_id).exit_code == 0
     to_disabled = run(cli, "replay", ids[3])
-    assert to_disabled.exit_code == 0 and f"delivery {ids[3]} replayed" in to_disabled.stdout
-    assert f"endpoint {endpoint_id} is disabled" in to_disabled.stderr
+    assert to_disabled.exit_code == 1, to_disabled.output
+    assert "endpoint_disabled" in to_disabled.stderr
     assert f"orchestrator callbacks enable {endpoint_id}" in to_disabled.stderr
 
 

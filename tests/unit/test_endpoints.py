@@ -9,9 +9,10 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from orchestrator.domain.records import CallbackEndpoint
+from orchestrator.domain.records import CallbackEndpoint, NewDelivery
 from orchestrator.ports import SendResult
 from orchestrator.services.batches import BatchSpec, submit_batch
+from orchestrator.services.callbacks import deliver_callback
 from orchestrator.services.deps import Deps
 from orchestrator.services.endpoints import (
     EndpointRefused,
@@ -130,14 +131,20 @@ def test_410_disables_the_endpoint_and_its_deliveries_then_fail_without_a_reques
     current = deps.endpoints.get_endpoint(ep.id)  # type: ignore[union-attr]
     assert current is not None and not current.enabled
     assert "410" in (current.disabled_reason or "")
-    # No new deliveries to a disabled endpoint; a pending one ends failed unsent.
+    # No new deliveries to a disabled endpoint; one pending already ends failed unsent,
+    # and a replay is refused until it is enabled again.
     submit(deps)
     [delivery] = deps.store.list_deliveries(endpoint_id=ep.id)
-    replay_delivery(delivery.id, deps)
-    drain(deps)
+    with pytest.raises(EndpointRefused) as refused:
+        replay_delivery(delivery.id, deps)
+    assert refused.value.status == 409 and "enable it first" in refused.value.message
+    now = deps.clock.now()
+    deps.store.add_deliveries([NewDelivery("msg_2", None, "job.completed", URL, ep.id,
+                                           b"{}", now)], now)
+    assert deliver_callback("msg_2", deps).result == "failed"
     assert len(deps.sender.sent) == 1  # type: ignore[union-attr]
-    [failed] = deps.store.list_deliveries(endpoint_id=ep.id, status="failed")
-    assert "disabled" in (failed.last_error or "")
+    failed = deps.store.get_delivery("msg_2")
+    assert failed is not None and "disabled" in (failed.last_error or "")
 
 
 def test_an_endpoint_failing_for_days_is_disabled_and_a_success_clears_the_streak() -> None:
@@ -208,9 +215,6 @@ def test_the_ssrf_guard_refuses_at_registration() -> None:
 
 
 def test_an_early_duplicate_message_never_sends_before_the_receivers_retry_after() -> None:
-    from orchestrator.domain.records import NewDelivery
-    from orchestrator.services.callbacks import deliver_callback
-
     deps = now_deps(sender=FakeSender(lambda n: SendResult(503, 0.2, retry_after=30.0)))
     ep = endpoint(deps)
     now = deps.clock.now()

@@ -17,6 +17,8 @@ from orchestrator.domain.errors import retry_after_seconds
 from orchestrator.domain.netguard import UnsafeUrl
 from orchestrator.ports import SendResult
 
+MAX_ADDRESSES_TRIED = 3
+
 
 class HttpCallbackSender:
     def __init__(self, client: httpx.Client, timeout_s: float,
@@ -53,7 +55,9 @@ class HttpCallbackSender:
             # verified for; closing it keeps one name's requests off another name's session
             # on a shared IP (a CDN, an SNI-routing load balancer).
             pinned["Connection"] = "close"
-        *first, last = target.addresses
+        # A few addresses at most: each unreachable one costs a connect time-out, and an
+        # attempt must end well within the sweep's grace or it is handed out twice.
+        *first, last = target.addresses[:MAX_ADDRESSES_TRIED]
         for address in first:
             try:
                 response = self._request(url.url_for(address), pinned, body, extensions)

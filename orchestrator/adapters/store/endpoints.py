@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 from orchestrator.adapters.crypto import SecretBox
 from orchestrator.adapters.store.repository import Transactions
 from orchestrator.adapters.store.tables import callback_endpoints
-from orchestrator.domain.records import CallbackEndpoint
+from orchestrator.domain.records import CallbackEndpoint, Subscription
 
 _SEALED = ("secret", "previous_secret")
 
@@ -38,12 +38,26 @@ class SqlEndpointStore(Transactions):
         with self._read() as conn:
             return [self._endpoint(row) for row in conn.execute(query)]
 
-    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object],
-                        now: float) -> CallbackEndpoint | None:
+    def subscriptions(self) -> list[Subscription]:
+        c = callback_endpoints.c
+        query = (select(c.id, c.url, c.event_types, c.workflows, c.labels)
+                 .where(c.enabled.is_(True)).order_by(c.id))
+        with self._read() as conn:
+            return [Subscription(row.id, row.url, tuple(row.event_types or ()),
+                                 tuple(row.workflows or ()), row.labels or {})
+                    for row in conn.execute(query)]
+
+    def update_endpoint(self, endpoint_id: str, values: Mapping[str, object], now: float,
+                        *, guard: Mapping[str, object] | None = None
+                        ) -> CallbackEndpoint | None:
         row = self._row({**values, "updated_at": now})
+        c = callback_endpoints.c
+        conditions = [c.id == endpoint_id]
+        conditions += [c[name].is_(None) if value is None else c[name] == value
+                       for name, value in (guard or {}).items()]
         with self._write() as conn:
-            changed = conn.execute(update(callback_endpoints).where(
-                callback_endpoints.c.id == endpoint_id).values(**row)).rowcount
+            changed = conn.execute(update(callback_endpoints).where(*conditions)
+                                   .values(**row)).rowcount
         return self.get_endpoint(endpoint_id) if changed else None
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
@@ -67,7 +81,9 @@ class SqlEndpointStore(Transactions):
         data = dict(row._mapping)
         for name in _SEALED:
             if data.get(name):
-                data[name] = self._box.open(data[name])
+                # Unreadable (the key changed): the endpoint is still shown and can be
+                # rotated; its deliveries say why they cannot be signed.
+                data[name] = self._box.open_or_none(data[name])
         data["event_types"] = tuple(data["event_types"] or ())
         data["workflows"] = tuple(data["workflows"] or ())
         data["labels"] = data["labels"] or {}

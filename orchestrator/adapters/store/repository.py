@@ -397,9 +397,9 @@ class SqlStore(Transactions):
         ids = list(delivery_ids)
         if not ids:
             return []
+        ended = and_(deliveries.c.id.in_(ids), deliveries.c.status != "pending")
         with self._write() as conn:
-            found = list(conn.execute(select(deliveries.c.id).where(
-                deliveries.c.id.in_(ids))).scalars())
+            found = list(conn.execute(select(deliveries.c.id).where(ended)).scalars())
             conn.execute(update(deliveries).where(deliveries.c.id.in_(found)).values(
                 status="pending", next_attempt_at=now))
         return found

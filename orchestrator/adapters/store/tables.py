@@ -23,6 +23,8 @@ class JobRow(SQLModel, table=True):
         Index("ix_jobs_provider_run_id", "provider", "run_id"),
         # The dispatcher's and the in-flight cap's counts: a provider's jobs by state.
         Index("ix_jobs_provider_status", "provider", "status"),
+        # Whether a batch has a job still going, at each of its jobs' ends.
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
     )
 
     id: str = Field(primary_key=True, max_length=40)

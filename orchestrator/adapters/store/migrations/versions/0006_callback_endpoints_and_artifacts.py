@@ -38,10 +38,20 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("completed_at", sa.Float(), nullable=True))
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("artifacts", sa.JSON(), nullable=True))
+        # "Has this batch a job still going?" at every job end of a batch.
+        batch_op.create_index("ix_jobs_batch_id_status", ["batch_id", "status"], unique=False)
+    # Batches that ended before this revision are complete already: without this the
+    # sweep would send each of them a batch.completed now.
+    op.execute(
+        "UPDATE batches SET completed_at = (SELECT max(coalesce(jobs.finished_at, "
+        "jobs.updated_at)) FROM jobs WHERE jobs.batch_id = batches.id) "
+        "WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.batch_id = batches.id AND jobs.status "
+        "IN ('queued', 'starting', 'running'))")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index("ix_jobs_batch_id_status")
         batch_op.drop_column("artifacts")
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.drop_column("completed_at")
