@@ -84,8 +84,10 @@ class Container:
 
     @cached_property
     def artifacts(self) -> FsspecArtifactStore:
-        """Where output files are kept (``[artifacts] url``), fetched with the shared client."""
-        return FsspecArtifactStore(self.settings.artifacts.url, self.http)
+        """Where output files are kept (``[artifacts] url``), fetched with the shared client
+        through the SSRF guard of ``[callbacks]``: the URLs come from the user's workflow."""
+        return FsspecArtifactStore(self.settings.artifacts.url, self.http,
+                                   guard=self.url_guard)
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -140,8 +140,11 @@ def _completed(job: Job, status: RunStatus, deps: Deps) -> PollOutcome:
              if deps.artifacts is not None else [])
     if files:
         keeping = keep_artifacts(job, files, deps)
-        if not keeping.taken:
+        if keeping.job is None:
             return PollOutcome("skipped", job)
+        # The round took the job (its poll count moved on, so a second copy of this poll
+        # is skipped): what follows guards on the new count.
+        job = keeping.job
         if keeping.again:
             return _poll_again(job, deps, retry_after=keeping.retry_after,
                                remote_status=remote_status, until=keeping.retry_until,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from orchestrator.adapters.http.guard import NetworkGuard, PinnedTarget
+from orchestrator.adapters.http.guard import NetworkGuard, PinnedTarget, send_pinned
 from orchestrator.domain.errors import retry_after_seconds
 from orchestrator.domain.netguard import UnsafeUrl
 from orchestrator.ports import SendResult
@@ -45,30 +45,15 @@ class HttpCallbackSender:
 
     def _post_pinned(self, target: PinnedTarget, headers: Mapping[str, str], body: bytes,
                      started: float) -> SendResult:
-        url = target.url
-        pinned = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
-        pinned["Host"] = url.host_header
-        extensions: dict[str, str] = {}
-        if url.scheme == "https" and url.literal is None:
-            extensions["sni_hostname"] = url.host
-            # A pooled connection is keyed by the IP alone, whatever name its TLS session was
-            # verified for; closing it keeps one name's requests off another name's session
-            # on a shared IP (a CDN, an SNI-routing load balancer).
-            pinned["Connection"] = "close"
         # A few addresses at most: each unreachable one costs a connect time-out, and an
         # attempt must end well within the sweep's grace or it is handed out twice.
-        *first, last = target.addresses[:MAX_ADDRESSES_TRIED]
-        for address in first:
-            try:
-                response = self._request(url.url_for(address), pinned, body, extensions)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                # Nothing was sent: go on to the next checked address, as
-                # ``socket.create_connection`` goes down its list.
-                continue
-            except Exception as exc:  # noqa: BLE001
-                return _failure(exc, started)
-            return _result(response, started)
-        return self._post(url.url_for(last), pinned, body, started, extensions)
+        try:
+            response = send_pinned(target, headers, lambda url, pinned, extensions:
+                                   self._request(url, pinned, body, extensions),
+                                   most=MAX_ADDRESSES_TRIED)
+        except Exception as exc:  # noqa: BLE001
+            return _failure(exc, started)
+        return _result(response, started)
 
     def _post(self, url: str, headers: dict[str, str], body: bytes, started: float,
               extensions: dict[str, str] | None = None) -> SendResult:

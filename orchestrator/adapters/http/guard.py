@@ -13,7 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
 
 from orchestrator.domain.netguard import (
     CallbackUrl,
@@ -136,3 +138,41 @@ class RememberedChecks:
             remembered = (0.0, why)
         if remembered[1] is not None:
             raise UnsafeUrl(remembered[1])
+
+
+_T = TypeVar("_T")
+# ``send(url, headers, extensions)``: one request, made by the caller's own client call.
+PinnedSend = Callable[[str, dict[str, str], dict[str, str]], _T]
+
+
+def send_pinned(target: PinnedTarget, headers: Mapping[str, str], send: PinnedSend[_T], *,
+                most: int = 3) -> _T:
+    """``send`` one request to ``target``, connecting only to its checked addresses.
+
+    Each try goes to an address's IP literal (``CallbackUrl.url_for``) with the original
+    ``Host`` header and, for https, the host name for SNI and certificate checks. A
+    ``ConnectError`` or ``ConnectTimeout`` (nothing was sent) moves on to the next checked
+    address, as ``socket.create_connection`` goes down its list, for the first ``most`` of
+    them (each unreachable one costs a connect time-out); the last one's answer, or error,
+    is the caller's. With no addresses (the guard is off) the URL is sent as it is,
+    with ``headers`` unchanged. Shared by the callback sender and the output-file download.
+    """
+    if not target.addresses:
+        return send(target.url.original, dict(headers), {})
+    url = target.url
+    pinned = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
+    pinned["Host"] = url.host_header
+    extensions: dict[str, str] = {}
+    if url.scheme == "https" and url.literal is None:
+        extensions["sni_hostname"] = url.host
+        # A pooled connection is keyed by the IP alone, whatever name its TLS session was
+        # verified for; closing it keeps one name's requests off another name's session on
+        # a shared IP (a CDN, an SNI-routing load balancer).
+        pinned["Connection"] = "close"
+    *first, last = target.addresses[:most]
+    for address in first:
+        try:
+            return send(url.url_for(address), dict(pinned), dict(extensions))
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            continue
+    return send(url.url_for(last), pinned, extensions)
