@@ -23,6 +23,7 @@ from rich.table import Table
 from orchestrator.cli.common import (
     STATUS_STYLE,
     JsonFlag,
+    WaitTimeout,
     call,
     client_or_exit,
     err,
@@ -91,8 +92,7 @@ def submit(
         help="jobs per batch", min=1, max=MAX_BATCH_JOBS)] = MAX_BATCH_JOBS,
     wait: Annotated[bool, typer.Option(
         "--wait", help="follow the jobs until every one has ended")] = False,
-    timeout: Annotated[float | None, typer.Option(
-        help="with --wait: give up after this many seconds (exit 1)", min=0)] = None,
+    timeout: WaitTimeout = None,
     interval: Annotated[float, typer.Option(
         help="with --wait: seconds between looks at the batches", min=0.1)] = 1.0,
     json_: JsonFlag = False,

@@ -17,6 +17,10 @@ out = Console()
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+# ``--timeout`` of the commands that can wait (--wait) for work to end.
+WaitTimeout = Annotated[float | None, typer.Option(
+    metavar="SECONDS", min=0, show_default=False,
+    help="with --wait: give up after this many seconds (exit 1; the work goes on)")]
 STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
                 "timed_out": "magenta", "running": "cyan", "starting": "cyan",
                 "queued": "white"}
@@ -25,6 +29,13 @@ STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def exit_unless_completed(status: object) -> None:
+    """The exit code a script can trust after following work to its end: 0 if it
+    completed, 1 if it failed, was cancelled or timed out (or never said how it ended)."""
+    if status != "completed":
+        raise typer.Exit(1)
 
 
 def settings_or_exit() -> Settings:

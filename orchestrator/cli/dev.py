@@ -24,6 +24,9 @@ def dev(
     """One process for a laptop: embedded Redis, SQLite, the API, a worker, beat and the
     sandbox provider. Prints the URL and a token; Ctrl-C stops everything.
 
+    Runs until stopped. The exit code is 0 when stopped by Ctrl-C (or SIGTERM), 1 if the
+    stack did not start or one of its processes stopped on its own, 2 for a bad option.
+
     Example: orchestrator dev --port 8000
     """
     from orchestrator.adapters.store.engine import make_engine
@@ -48,16 +51,19 @@ def dev(
         title="orchestrator dev", subtitle="Ctrl-C stops everything"))
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    crashed = False
     try:
         while not stopped.wait(1.0):
             if not all(child.alive for child in stack.children):
-                err.print("[red]a process of the stack stopped; see the logs above[/]")
+                crashed = True
                 break
     except KeyboardInterrupt:
         pass
     finally:
         with err.status("stopping…"):
             stack.stop()
+    if crashed:
+        fail(f"a process of the stack stopped; see the logs above and in {workdir / 'logs'}")
 
 
 def demo(
@@ -69,7 +75,8 @@ def demo(
     """The main job on the embedded default: start what dev starts, submit jobs across the
     sandbox workflows (failures included), show progress and callbacks, and print a
     summary. Exits 0 when every job ended as its workflow dictates, no run was started
-    twice, and every callback arrived with a valid signature.
+    twice, and every callback arrived with a valid signature; 1 otherwise, or if the stack
+    did not start.
 
     Example: orchestrator demo --jobs 200
     """

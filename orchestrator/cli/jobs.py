@@ -1,23 +1,32 @@
-"""Producer commands over the REST API: submit, jobs list, show, logs and cancel."""
+"""Producer commands over the REST API: submit, jobs list, show, logs, watch, cancel and
+retry."""
 
 from __future__ import annotations
 
 import json
+import queue
 import sys
-from datetime import datetime
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import RenderableType
+from rich.live import Live
 from rich.markup import escape
+from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.common import (
     STATUS_STYLE,
     JsonFlag,
+    WaitTimeout,
     call,
     client_or_exit,
     err,
+    exit_unless_completed,
     fail,
     out,
     print_json,
@@ -26,6 +35,8 @@ from orchestrator.cli.common import (
 from orchestrator.client import TERMINAL, Client
 
 jobs_app = typer.Typer(help="Look at and steer jobs.", no_args_is_help=True)
+JobId = Annotated[str, typer.Argument(help="the job's id, job_…", show_default=False)]
+EventsJson = Annotated[bool, typer.Option("--json", help="print each event as one line of JSON")]
 
 
 def _read_files(specs: list[str]) -> dict[str, Path]:
@@ -52,12 +63,13 @@ def submit(
     label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
     priority: Annotated[int, typer.Option(min=-10, max=10)] = 0,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends")] = False,
+    timeout: WaitTimeout = None,
     json_: JsonFlag = False,
 ) -> None:
     """Submit one job. Prints its id (or the job with --json).
 
     With --wait the exit code is 0 if the job completed, 1 if it failed, was cancelled or
-    timed out.
+    timed out, or --timeout passed first (the job goes on).
 
     Example: orchestrator submit sandbox/echo --inputs '{"hello": "world"}' --wait
 
@@ -73,16 +85,15 @@ def submit(
                idempotency_key=idempotency_key, labels=labels or None, priority=priority,
                files=files or None)
     if wait:
-        with err.status(f"job {job['id']} is {job['status']}…"):
-            job = call(client.wait, job["id"])
+        job = _waited(client, job["id"], timeout, f"job {job['id']} is {job['status']}…")
     if json_:
         print_json(job)
     elif wait:
         _show(job)
     else:
         print(job["id"])
-    if wait and job["status"] != "completed":
-        raise typer.Exit(1)
+    if wait:
+        exit_unless_completed(job["status"])
 
 
 @jobs_app.command("list")
@@ -116,7 +127,7 @@ def list_jobs(
 
 
 @jobs_app.command("show")
-def show(job_id: str, json_: JsonFlag = False) -> None:
+def show(job_id: JobId, json_: JsonFlag = False) -> None:
     """Show one job.
 
     Example: orchestrator jobs show job_01jf…
@@ -129,27 +140,135 @@ def show(job_id: str, json_: JsonFlag = False) -> None:
 
 
 @jobs_app.command("logs")
-def logs(job_id: str, json_: Annotated[bool, typer.Option(
-        "--json", help="print each event as one line of JSON")] = False) -> None:
+def logs(job_id: JobId, json_: EventsJson = False) -> None:
     """Follow a job: its state changes, and its run's log lines where the provider streams
-    them (CodeWords), as they come. Ends when the job has ended.
+    them (CodeWords), as they come. Ends when the job has ended, with exit code 0 however
+    it ended (for an exit code that says how: jobs watch).
 
     Example: orchestrator jobs logs job_01jf…
     """
     call(_follow, client_or_exit(), job_id, json_)
 
 
-def _follow(client: Client, job_id: str, json_: bool) -> None:
+def _follow(client: Client, job_id: str, json_: bool) -> str | None:
+    """Print the job's events as they come until it has ended; the status it ended in."""
+    status = None
     for event in client.events(job_id):
         if json_:
             sys.stdout.write(json.dumps(event) + "\n")
             sys.stdout.flush()
         elif event["event"] != "end":  # the last state line already says how it ended
             out.print(_event_line(event), highlight=False, soft_wrap=True)  # one line each
+        if event["event"] == "end":
+            status = _data(event).get("status")
+    return status
+
+
+@jobs_app.command("watch")
+def watch(
+    job_id: JobId,
+    json_: EventsJson = False,
+    interval: Annotated[float, typer.Option(
+        help="seconds between looks at the job's remote status and polls", min=0.1)] = 1.0,
+) -> None:
+    """Follow one job live until it ends: a status line with its state, the remote run's
+    status, its polls, attempt and elapsed time, and each state change (and the run's log
+    lines, where the provider streams them) printed as it happens. With --json, each event
+    as one line of JSON instead, as jobs logs --json prints them.
+
+    The exit code is 0 if the job completed, 1 if it failed, was cancelled or timed out
+    (or there is no such job, or the API cannot be reached).
+
+    Example: orchestrator jobs watch job_01jf…
+
+    Example: orchestrator jobs watch job_01jf… --json > events.jsonl && echo completed
+    """
+    client = client_or_exit()
+    if json_:
+        status = call(_follow, client, job_id, True)
+    else:
+        status = call(_watch, client, job_id, interval)
+    exit_unless_completed(status)
+
+
+def _watch(client: Client, job_id: str, interval: float) -> str | None:
+    """The live view: events as lines above a status line that is refreshed from the job
+    every ``interval``; the status the job ended in."""
+    job = client.get(job_id)  # no such job: an error before anything is started
+    feed = _EventFeed(client, job_id)
+    with Live(_status_line(job), console=out, refresh_per_second=8, transient=True) as live:
+        while not feed.ended:
+            for event in feed.take(interval):
+                if event["event"] != "end":
+                    live.console.print(_event_line(event), highlight=False, soft_wrap=True)
+            job = client.get(job_id)
+            live.update(_status_line(job))
+    out.print(_status_line(job), highlight=False, soft_wrap=True)
+    return feed.status
+
+
+class _EventFeed:
+    """The job's events, read on a thread of their own so that the status line moves on
+    between them; the reader's error is raised where the events are taken."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self._items: queue.Queue[dict[str, Any] | Exception] = queue.Queue()
+        self.ended = False
+        self.status: str | None = None
+        threading.Thread(target=self._read, args=(client, job_id), daemon=True,
+                         name=f"events-{job_id}").start()
+
+    def _read(self, client: Client, job_id: str) -> None:
+        try:
+            for event in client.events(job_id):
+                self._items.put(event)
+        except Exception as error:  # handed over: the main thread says what went wrong
+            self._items.put(error)
+
+    def take(self, timeout: float) -> list[dict[str, Any]]:
+        """The events that have come, waiting up to ``timeout`` for the first."""
+        events: list[dict[str, Any]] = []
+        try:
+            item = self._items.get(timeout=timeout)
+            while True:
+                if isinstance(item, Exception):
+                    raise item
+                events.append(item)
+                if item["event"] == "end":
+                    self.ended, self.status = True, _data(item).get("status")
+                item = self._items.get_nowait()
+        except queue.Empty:
+            return events
+
+
+def _status_line(job: dict[str, Any]) -> RenderableType:
+    status = str(job["status"])
+    remote = job.get("remote") or {}
+    line = Text.from_markup(
+        f"[bold]{escape(str(job['id']))}[/]  [{STATUS_STYLE.get(status, '')}]{status}[/]  "
+        f"remote {escape(str(remote.get('status') or '-'))}  polls {job.get('polls', 0)}  "
+        f"attempt {job.get('attempt', 1)}  elapsed {_elapsed(job)}")
+    return line if status in TERMINAL else Spinner("dots", text=line, style="cyan")
+
+
+def _elapsed(job: dict[str, Any]) -> str:
+    """From the job's creation to its end, or to now."""
+    try:
+        start = datetime.fromisoformat(str(job["created_at"]))
+        end = (datetime.fromisoformat(job["finished_at"]) if job.get("finished_at")
+               else datetime.now(UTC))
+    except (KeyError, ValueError):
+        return "-"
+    return str(timedelta(seconds=round(max((end - start).total_seconds(), 0.0))))
+
+
+def _data(event: dict[str, Any]) -> dict[str, Any]:
+    data = event["data"]
+    return data if isinstance(data, dict) else {"message": data}
 
 
 def _event_line(event: dict[str, Any]) -> str:
-    data = event["data"] if isinstance(event["data"], dict) else {"message": event["data"]}
+    data = _data(event)
     kind = event["event"]
     when = _clock(data.get("at"))
     if kind == "state":
@@ -175,7 +294,7 @@ def _clock(value: object) -> str:
 
 
 @jobs_app.command("cancel")
-def cancel(job_id: str, json_: JsonFlag = False) -> None:
+def cancel(job_id: JobId, json_: JsonFlag = False) -> None:
     """Cancel a job, and stop its remote run where the provider can. Prints the job's new
     status and what became of the run; a job that has already ended is an error.
 
@@ -196,29 +315,44 @@ def cancel(job_id: str, json_: JsonFlag = False) -> None:
 
 @jobs_app.command("retry")
 def retry(
-    job_id: str,
+    job_id: JobId,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the new attempt ends")] = False,
+    timeout: WaitTimeout = None,
     json_: JsonFlag = False,
 ) -> None:
     """Start a new attempt of a failed, cancelled or timed-out job (its history is kept).
 
-    With --wait the exit code is 0 if the new attempt completed, 1 otherwise.
+    With --wait the exit code is 0 if the new attempt completed, 1 otherwise (it failed,
+    was cancelled or timed out, or --timeout passed first: the attempt goes on).
 
     Example: orchestrator jobs retry job_01jf… --wait
     """
     client = client_or_exit()
     job = call(client.retry, job_id)
     if wait:
-        with err.status(f"job {job['id']}, attempt {job['attempt']}, is {job['status']}…"):
-            job = call(client.wait, job["id"])
+        job = _waited(client, job["id"], timeout,
+                      f"job {job['id']}, attempt {job['attempt']}, is {job['status']}…")
     if json_:
         print_json(job)
     else:
         style = STATUS_STYLE.get(job["status"], "")
         out.print(f"{job['id']} attempt {job['attempt']} [{style}]{job['status']}[/]",
                   highlight=False, soft_wrap=True)
-    if wait and job["status"] != "completed":
-        raise typer.Exit(1)
+    if wait:
+        exit_unless_completed(job["status"])
+
+
+def _waited(client: Client, job_id: str, timeout: float | None,
+            doing: str) -> dict[str, Any]:
+    """The job once it has ended, with ``doing`` shown meanwhile; exit 1 if ``timeout``
+    passes first (the job goes on)."""
+    try:
+        with err.status(doing):
+            job: dict[str, Any] = call(client.wait, job_id, timeout_s=timeout)
+    except TimeoutError as exc:
+        fail(f"{exc}; it goes on: follow it with 'orchestrator jobs watch {job_id}', or stop "
+             f"it with 'orchestrator jobs cancel {job_id}'")
+    return job
 
 
 def _show(job: dict[str, Any]) -> None:

@@ -13,7 +13,11 @@ app = typer.Typer(
     help="A durable job orchestrator for remote workflow runtimes.\n\n"
          "Client commands reach the API at $ORCHESTRATOR_URL (default http://127.0.0.1:8000) "
          "with $ORCHESTRATOR_TOKEN; server commands read orchestrator.toml or "
-         "$ORCHESTRATOR_CONFIG.",
+         "$ORCHESTRATOR_CONFIG.\n\n"
+         "Exit codes: 0 success; 1 an API or input error (the message says which), or, "
+         "where a command waits (--wait, jobs watch), a job that did not complete or a "
+         "--timeout that passed; 2 a usage or configuration error. Each command's --help "
+         "says more where it differs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

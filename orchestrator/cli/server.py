@@ -103,7 +103,10 @@ def tokens_create(name: str) -> None:
 
 @tokens_app.command("list")
 def tokens_list(json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """List tokens (names and prefixes; never the secret)."""
+    """List tokens (names and prefixes; never the secret).
+
+    Example: orchestrator tokens list --json
+    """
     tokens = _store().list_tokens()
     if json_:
         print_json([t.__dict__ for t in tokens])
@@ -116,7 +119,11 @@ def tokens_list(json_: Annotated[bool, typer.Option("--json", help="print JSON")
 
 @tokens_app.command("revoke")
 def tokens_revoke(name: str) -> None:
-    """Revoke a token: every request with it gets 401 from now on."""
+    """Revoke a token: every request with it gets 401 from now on. A name with no live
+    token is an error (exit 1).
+
+    Example: orchestrator tokens revoke ci
+    """
     import time
 
     if not _store().revoke_token(name, time.time()):

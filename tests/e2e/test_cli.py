@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import typer
+from typer.core import TyperGroup
+from typer.testing import CliRunner
 
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.repository import SqlStore
 from orchestrator.bootstrap import SystemClock
+from orchestrator.cli import dev as dev_cli
+from orchestrator.cli.main import app
 from orchestrator.devstack import Stack, StackOptions
 from orchestrator.services.tokens import create_token
 from tests.integration.conftest import Harness, running_harness
+from tests.unit.api_support import make_container
 
 pytestmark = pytest.mark.e2e
 
@@ -77,16 +86,84 @@ def test_client_commands_explain_an_unreachable_api(tmp_path: Path) -> None:
     assert "cannot reach the API at http://127.0.0.1:9" in done.stderr
 
 
-def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
-    for command in (["dev"], ["demo"], ["api"], ["migrate"], ["sandbox"], ["submit"],
-                    ["tokens", "create"], ["jobs", "list"], ["jobs", "show"], ["jobs", "logs"],
-                    ["jobs", "cancel"], ["jobs", "retry"], ["schedules", "add"],
-                    ["schedules", "list"], ["schedules", "show"], ["schedules", "pause"],
-                    ["schedules", "resume"], ["schedules", "trigger"],
-                    ["schedules", "remove"], ["batch", "submit"], ["batch", "status"]):
-        done = run(*command, "--help", cwd=tmp_path)
-        assert done.returncode == 0, command
-        assert "Example" in done.stdout, command
+# help and exit codes ---------------------------------------------------------------------
+
+
+def commands(group: TyperGroup, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command the app has, as the words that run it: found in the app itself, so a
+    new command is checked without being listed here."""
+    found: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, TyperGroup):
+            found += commands(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+ROOT = typer.main.get_command(app)
+assert isinstance(ROOT, TyperGroup)
+COMMANDS = commands(ROOT)
+
+
+def test_the_commands_are_found_in_the_app() -> None:
+    found = {" ".join(command) for command in COMMANDS}
+    assert {"dev", "demo", "submit", "bench", "tokens list", "tokens revoke", "jobs watch",
+            "batch submit", "schedules trigger", "callbacks replay", "callbacks deliveries",
+            "providers list"} <= found, sorted(found)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
+    done = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.stdout.split())  # however the help was wrapped
+    assert "Example" in text and "orchestrator " + " ".join(command) in text, text
+
+
+def test_the_top_level_help_states_the_exit_codes_and_they_hold(tmp_path: Path) -> None:
+    done = run("--help", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for part in ("Exit codes: 0 success", "1 an API or input error", "a job that did not complete",
+                 "2 a usage or configuration error"):
+        assert part in text, (part, text)
+    assert run("jobs", "show", cwd=tmp_path).returncode == 2  # a missing argument
+    assert run("jobs", "nope", cwd=tmp_path).returncode == 2
+
+
+class FakeStack:
+    """What ``orchestrator dev`` starts, without the processes: ``alive`` says whether they
+    keep running; a real (migrated) database for the token dev creates."""
+
+    def __init__(self, settings: Any, alive: bool) -> None:
+        self.settings, self.stopped = settings, False
+        self.api_url, self.sandbox = "http://127.0.0.1:1", SimpleNamespace(url="http://s")
+        self.config_path = Path("orchestrator.toml")
+        self.children = [SimpleNamespace(alive=alive)]
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.parametrize(("alive", "code"), [(True, 0), (False, 1)])
+def test_dev_exits_0_when_stopped_and_1_when_a_process_of_it_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alive: bool, code: int) -> None:
+    stack = FakeStack(make_container(tmp_path).settings, alive)
+    monkeypatch.setattr(dev_cli, "Stack", lambda options: stack)
+
+    def on_signal(number: int, handler: Callable[..., object]) -> None:
+        handler(number, None)  # SIGTERM at once: stopped by the user
+
+    monkeypatch.setattr(dev_cli, "signal", SimpleNamespace(
+        SIGTERM=signal.SIGTERM, signal=on_signal if alive else lambda *_: None))
+    done = CliRunner().invoke(app, ["dev", "--workdir", str(tmp_path / "dev")])
+    assert done.exit_code == code, done.output
+    assert stack.stopped
+    assert ("a process of the stack stopped" in done.stderr) is not alive
 
 
 @pytest.fixture(scope="module")
