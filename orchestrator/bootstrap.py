@@ -26,6 +26,7 @@ from orchestrator.adapters.redis.delayed import RedisDelayQueue
 from orchestrator.adapters.redis.embargo import RedisEmbargoes
 from orchestrator.adapters.redis.limiter import RedisRateLimiter
 from orchestrator.adapters.redis.metrics import RedisMetrics
+from orchestrator.adapters.redis.wake import RedisWakeFlag
 from orchestrator.adapters.store.endpoints import SqlEndpointStore
 from orchestrator.adapters.store.engine import make_engine
 from orchestrator.adapters.store.repository import SqlStore
@@ -124,7 +125,8 @@ class Container:
     @cached_property
     def celery_scheduler(self) -> CeleryScheduler:
         """Steps due now go to the broker; later ones wait in Redis' delay queue."""
-        return CeleryScheduler(self.celery, RedisDelayQueue(self.redis))
+        return CeleryScheduler(self.celery, RedisDelayQueue(self.redis),
+                               RedisWakeFlag(self.redis))
 
     @cached_property
     def deps(self) -> Deps:
@@ -151,7 +153,8 @@ class Container:
                 reconcile_settle_s=settings.jobs.reconcile_settle_s,
                 reconcile_window_s=settings.jobs.reconcile_window_s,
                 callback_retry_s=tuple(settings.callbacks.retry_schedule_s),
-                endpoint_disable_after_s=settings.callbacks.disable_after_s),
+                endpoint_disable_after_s=settings.callbacks.disable_after_s,
+                delivery_lease_s=settings.callbacks.timeout_s * 3 + 30),
             signing_secrets=(secret.reveal(),) if secret else (),
             rng=random.Random(),
             artifacts=self.artifacts,

@@ -140,6 +140,9 @@ class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installed, so configuring again replaces it."""
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore")
+
+
 def configure_logging(fmt: str | None = None, level: int | str | None = logging.INFO) -> None:
     """One stderr handler on the root logger, JSON or text, with redaction.
 
@@ -158,3 +161,7 @@ def configure_logging(fmt: str | None = None, level: int | str | None = logging.
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if level is not None else logging.INFO)
+    # httpx logs every request at INFO: a line per poll and per callback, thousands a
+    # minute, saying less than our own outcome lines. Its warnings still show.
+    for chatty in QUIET_LIBRARIES:
+        logging.getLogger(chatty).setLevel(logging.WARNING)

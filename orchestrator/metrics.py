@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.domain.records import Job
-from orchestrator.ports import CallbackSender, SendResult
+from orchestrator.ports import CallbackSender, Outgoing, SendResult
 
 # Counters: recorded where things happen (the Celery tasks, the provider adapters).
 LAUNCHES = "orchestrator_launches_total"  # provider, outcome
@@ -119,6 +119,11 @@ class Metrics(Protocol):
         """Add one value to a histogram."""
         ...
 
+    def observe_many(self, name: str, labels: Mapping[str, str] | None,
+                     values: Sequence[float]) -> None:
+        """Add several values to a histogram, in one write."""
+        ...
+
 
 class MetricsReader(Protocol):
     """What the scrape reads back: everything every process recorded."""
@@ -142,6 +147,10 @@ class NullMetrics:
     def observe(self, name: str, labels: Mapping[str, str] | None, seconds: float) -> None:
         return None
 
+    def observe_many(self, name: str, labels: Mapping[str, str] | None,
+                     values: Sequence[float]) -> None:
+        return None
+
 
 def count_outcome(metrics: Metrics, name: str, job: Job | None, result: str) -> None:
     """Count a launch or poll outcome under the job's provider."""
@@ -161,6 +170,11 @@ class MeasuredSender:
         result = self._sender.send(url, headers, body)
         self._metrics.observe(DELIVERY_LATENCY, None, result.latency_s)
         return result
+
+    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
+        results = self._sender.send_many(requests)
+        self._metrics.observe_many(DELIVERY_LATENCY, None, [r.latency_s for r in results])
+        return results
 
 
 def histogram_of(values: Iterable[float]) -> Histogram:

@@ -16,6 +16,7 @@ from orchestrator.domain.ratelimit import RateLimit
 from orchestrator.domain.records import (
     Action,
     Artifact,
+    AttemptRecord,
     Batch,
     BatchProgress,
     CallbackEndpoint,
@@ -268,6 +269,18 @@ class JobStore(Protocol):
         a duplicated delivery message records nothing twice."""
         ...
 
+    def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        """Several attempts in one transaction, each guarded as ``record_delivery_attempt``
+        (and releasing its claim); whether each was recorded."""
+        ...
+
+    def claim_deliveries(self, now: float, until: float, limit: int, *,
+                         only: Sequence[str] | None = None) -> list[Delivery]:
+        """Take up to ``limit`` pending deliveries due by ``now`` that no sender holds
+        (``claimed_until`` unset or past), holding them until ``until``; the earliest due
+        first. ``only``: among these ids."""
+        ...
+
     def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
 
     def touch_deliveries(self, delivery_ids: Iterable[str], now: float, *,
@@ -421,8 +434,21 @@ class SendResult:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One callback POST to make."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
 class CallbackSender(Protocol):
     def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult: ...
+
+    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
+        """Each one sent (several at once where the sender can), the results in order."""
+        ...
 
 
 class UrlGuard(Protocol):

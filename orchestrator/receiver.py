@@ -81,11 +81,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: senders with more connections in flight
+    # (the worker posts a round of callbacks at once) would have theirs dropped and
+    # retried a second later, as a busy real receiver's would not.
+    request_queue_size = 128
+
+
 class CallbackReceiver:
     def __init__(self, secret: str, fail_first: FailFirst | None = None) -> None:
         self.state = ReceiverState(secret, fail_first or FailFirst())
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

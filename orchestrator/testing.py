@@ -34,6 +34,7 @@ from orchestrator.domain.ratelimit import (
 from orchestrator.domain.records import (
     Action,
     Artifact,
+    AttemptRecord,
     Batch,
     BatchProgress,
     CallbackEndpoint,
@@ -52,6 +53,7 @@ from orchestrator.domain.schedule import NewSlot, Schedule, Slot
 from orchestrator.ports import (
     AlreadyExists,
     LimiterState,
+    Outgoing,
     Provider,
     RemoteRun,
     RunListing,
@@ -328,18 +330,40 @@ class InMemoryStore:
 
     def record_delivery_attempt(self, attempt: DeliveryAttempt, *, status: str,
                                 next_attempt_at: float | None) -> bool:
+        record = AttemptRecord(attempt, status, next_attempt_at)  # type: ignore[arg-type]
+        return self.record_delivery_attempts([record])[0]
+
+    def _record_attempt(self, record: AttemptRecord) -> bool:
+        attempt, status = record.attempt, record.status
+        delivery = self._deliveries.get(attempt.delivery_id)
+        if (delivery is None or delivery.status != "pending"
+                or delivery.attempts != attempt.number - 1):
+            return False
+        self._deliveries[delivery.id] = dataclasses.replace(
+            delivery, status=status, attempts=attempt.number, claimed_until=None,
+            next_attempt_at=record.next_attempt_at, last_status_code=attempt.status_code,
+            last_error=attempt.error,
+            delivered_at=attempt.at if status == "succeeded" else delivery.delivered_at)
+        self._attempts.append(attempt)
+        return True
+
+    def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
         with self._lock:
-            delivery = self._deliveries.get(attempt.delivery_id)
-            if (delivery is None or delivery.status != "pending"
-                    or delivery.attempts != attempt.number - 1):
-                return False
-            self._deliveries[delivery.id] = dataclasses.replace(
-                delivery, status=status, attempts=attempt.number,  # type: ignore[arg-type]
-                next_attempt_at=next_attempt_at, last_status_code=attempt.status_code,
-                last_error=attempt.error,
-                delivered_at=attempt.at if status == "succeeded" else delivery.delivered_at)
-            self._attempts.append(attempt)
-            return True
+            return [self._record_attempt(r) for r in records]
+
+    def claim_deliveries(self, now: float, until: float, limit: int, *,
+                         only: Sequence[str] | None = None) -> list[Delivery]:
+        with self._lock:
+            due = sorted((d for d in self._deliveries.values()
+                          if d.status == "pending" and d.next_attempt_at is not None
+                          and d.next_attempt_at <= now
+                          and (d.claimed_until is None or d.claimed_until < now)
+                          and (only is None or d.id in only)),
+                         key=lambda d: (d.next_attempt_at or 0.0, d.id))[:limit]
+            for delivery in due:
+                self._deliveries[delivery.id] = dataclasses.replace(
+                    delivery, claimed_until=until)
+            return [self._deliveries[d.id] for d in due]
 
     def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]:
         due = [d for d in self._deliveries.values() if d.status == "pending"
@@ -713,6 +737,9 @@ class FakeSender:
         self.sent.append((url, dict(headers), body))
         return self._answers(len(self.sent))
 
+    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
+        return [self.send(r.url, r.headers, r.body) for r in requests]
+
 
 def make_deps(*providers: FakeProvider, **overrides: Any) -> Deps:
     """Services wired to fakes: an in-memory store, a recording scheduler, a fake clock."""
@@ -779,8 +806,12 @@ class InMemoryMetrics:
             self._counters[key] = self._counters.get(key, 0.0) + amount
 
     def observe(self, name: str, labels: Mapping[str, str] | None, seconds: float) -> None:
+        self.observe_many(name, labels, [seconds])
+
+    def observe_many(self, name: str, labels: Mapping[str, str] | None,
+                     values: Sequence[float]) -> None:
         with self._lock:
-            self._values.setdefault(series(name, labels), []).append(seconds)
+            self._values.setdefault(series(name, labels), []).extend(values)
 
     def counters(self) -> dict[Series, float]:
         with self._lock:

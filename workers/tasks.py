@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections import Counter
 
 from celery.signals import worker_process_init
 from kombu.exceptions import OperationalError as BrokerError
@@ -19,7 +21,12 @@ from sqlalchemy.exc import OperationalError
 from orchestrator.adapters.celery_app import DELIVER, LAUNCH, POLL, SWEEP
 from orchestrator.bootstrap import Container
 from orchestrator.metrics import DELIVERIES, LAUNCHES, POLLS, count_outcome
-from orchestrator.services.callbacks import deliver_callback
+from orchestrator.services.callbacks import (
+    ROUND_MOST,
+    DeliverOutcome,
+    deliver_callback,
+    deliver_due,
+)
 from orchestrator.services.launch import launch_job
 from orchestrator.services.poll import poll_job
 from orchestrator.services.sweep import sweep
@@ -28,6 +35,9 @@ from workers.app import app, settings
 log = logging.getLogger("orchestrator.worker")
 
 _container: Container | None = None
+# A delivery task's rounds stop after this long (one wake-up never holds a process for
+# long); if there is more, the wake-up it sent carries on.
+DELIVER_BUDGET_S = 5.0
 
 RETRY = {
     "autoretry_for": (OperationalError, RedisConnectionError, BrokerError),
@@ -69,11 +79,37 @@ def poll(job_id: str, seq: int) -> str:
 
 
 @app.task(name=DELIVER, **RETRY)
-def deliver(delivery_id: str) -> str:
-    outcome = deliver_callback(delivery_id, container().deps)
-    container().metrics.count(DELIVERIES, {"outcome": outcome.result})
-    log.info("deliver %s: %s", delivery_id, outcome.result)
-    return outcome.result
+def deliver(delivery_id: str | None = None) -> dict[str, int]:
+    """A wake-up: rounds of every due delivery no one holds (``delivery_id`` among them
+    when it is due), for up to ``DELIVER_BUDGET_S``; more left wakes another task."""
+    deps, scheduler = container().deps, container().celery_scheduler
+    scheduler.senders_awake()
+    started = time.monotonic()
+    outcomes: list[DeliverOutcome] = []
+    while True:
+        round_ = deliver_due(deps)
+        outcomes += round_
+        if len(round_) < ROUND_MOST:
+            break
+        scheduler.wake_senders()  # a full round: let an idle process help
+        if time.monotonic() - started > DELIVER_BUDGET_S:
+            break
+    if delivery_id is not None and not any(
+            o.delivery is not None and o.delivery.id == delivery_id for o in outcomes):
+        outcomes.append(deliver_callback(delivery_id, deps))  # early, or someone else's
+    return _count_deliveries(outcomes)
+
+
+def _count_deliveries(outcomes: list[DeliverOutcome]) -> dict[str, int]:
+    counts = Counter(outcome.result for outcome in outcomes)
+    for result, n in counts.items():
+        container().metrics.count(DELIVERIES, {"outcome": result}, n)
+    for outcome in outcomes:
+        if outcome.delivery is not None and outcome.result in ("retrying", "failed"):
+            log.info("deliver %s: %s", outcome.delivery.id, outcome.result)
+    if counts:
+        log.info("delivered: %s", dict(counts))
+    return dict(counts)
 
 
 @app.task(name=SWEEP, **RETRY)

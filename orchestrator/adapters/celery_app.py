@@ -14,6 +14,7 @@ from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
 from orchestrator.adapters.redis.delayed import RedisDelayQueue, Step
+from orchestrator.adapters.redis.wake import RedisWakeFlag
 from orchestrator.config import Settings
 from orchestrator.domain.records import Action, Deliver, Launch, Poll
 
@@ -68,9 +69,13 @@ class CeleryScheduler:
     due later waits in the delay queue (never as a countdown in a worker's memory) until
     ``send_due`` (beat, every tick) hands it to the broker."""
 
-    def __init__(self, app: Celery, delayed: RedisDelayQueue) -> None:
+    def __init__(self, app: Celery, delayed: RedisDelayQueue,
+                 wake: RedisWakeFlag | None = None) -> None:
+        """``wake``: deliveries go out in rounds, so a delivery message is sent only when
+        no other is waiting (without it, one message per delivery)."""
         self._app = app
         self._delayed = delayed
+        self._wake = wake
 
     def schedule(self, actions: Sequence[Action]) -> None:
         now = time.time()
@@ -102,7 +107,19 @@ class CeleryScheduler:
 
     def _send(self, step: Step) -> None:
         name, args = step
+        if name == DELIVER and self._wake is not None and not self._wake.raise_():
+            return  # a wake-up is on its way: its round takes this delivery too
         self._app.send_task(name, args=args)
+
+    def wake_senders(self) -> None:
+        """Another delivery task wanted (a round found more than it took): another worker
+        process can join in, unless a wake-up is on its way already."""
+        self._send((DELIVER, []))
+
+    def senders_awake(self) -> None:
+        """A delivery task has started: a delivery due from now on wakes another."""
+        if self._wake is not None:
+            self._wake.lower()
 
 
 def _message(action: Action) -> Step:

@@ -210,6 +210,7 @@ class Delivery:
     last_status_code: int | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+    claimed_until: float | None = None  # a sender holds it until then
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,15 @@ class DeliveryAttempt:
     status_code: int | None
     latency_s: float
     error: str | None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt and the state it leaves its delivery in."""
+
+    attempt: DeliveryAttempt
+    status: DeliveryStatus
+    next_attempt_at: float | None
 
 
 @dataclass(frozen=True)

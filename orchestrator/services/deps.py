@@ -59,6 +59,9 @@ class Limits:
     # Delays before each retry of a callback; its length + 1 is the number of attempts.
     callback_retry_s: Sequence[float] = CALLBACK_RETRY_S
     callback_jitter: float = 0.2
+    # How long a sender holds the deliveries it claimed: past every address's time-out
+    # (callbacks.timeout_s each), so a live sender never loses one; a dead one's come back.
+    delivery_lease_s: float = 60.0
     # An endpoint whose every attempt failed for this long is disabled (Svix: 5 days).
     endpoint_disable_after_s: float = 5 * 86_400
     # After a secret rotation the previous secret signs too, for this long.

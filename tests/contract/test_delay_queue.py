@@ -85,3 +85,26 @@ def test_a_batch_of_launches_is_one_write_not_a_message_each(queue: RedisDelayQu
     while (sent := scheduler.send_due(most=1000)):
         handed += sent
     assert handed == 5000 and len({args[0] for _, args in app.sent}) == 5000
+
+
+def test_one_delivery_wake_up_waits_at_a_time(redis_server: EmbeddedRedis) -> None:
+    """Deliveries go out in rounds: while one wake-up waits, more would only be tasks
+    that find nothing; the task that starts lowers the flag, so later ones wake again."""
+    from orchestrator.adapters.celery_app import DELIVER
+    from orchestrator.adapters.redis.wake import RedisWakeFlag
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    app = SentTasks()
+    flag = RedisWakeFlag(client, hold_ms=300)
+    scheduler = CeleryScheduler(app, RedisDelayQueue(client), flag)  # type: ignore[arg-type]
+    scheduler.schedule([Deliver("msg_1"), Deliver("msg_2")])
+    scheduler.schedule([Deliver("msg_3")])
+    assert app.sent == [(DELIVER, ["msg_1"])]
+    scheduler.senders_awake()  # the task took it
+    scheduler.schedule([Deliver("msg_4")])
+    assert app.sent[-1] == (DELIVER, ["msg_4"]) and len(app.sent) == 2
+    time.sleep(0.35)  # a lost wake-up costs at most the hold
+    scheduler.schedule([Deliver("msg_5")])
+    assert app.sent[-1] == (DELIVER, ["msg_5"])
+    client.close()

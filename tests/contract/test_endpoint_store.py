@@ -181,3 +181,35 @@ def test_batches_that_ended_before_the_upgrade_are_complete_already(tmp_path: Pa
         done = dict(conn.execute(text("SELECT id, completed_at FROM batches")).all())
     assert done == {"bat_done": 11.0, "bat_going": None}
     engine.dispose()
+
+
+def test_deliveries_are_claimed_once_when_due_and_released_when_recorded(
+        store: JobStore) -> None:
+    from orchestrator.domain.records import AttemptRecord
+
+    ids = new_ids("msg", 4, T0)
+    later = NewDelivery(id=ids[3], job_id=None, event_type="job.completed",
+                        url="https://hooks.example.com/", endpoint_id="ep_1", payload=b"{}",
+                        next_attempt_at=T0 + 60)
+    store.add_deliveries([delivery(i) for i in ids[:3]] + [later], T0)
+    first = store.claim_deliveries(T0 + 1, T0 + 31, 2)
+    assert [d.id for d in first] == ids[:2] and all(d.claimed_until == T0 + 31 for d in first)
+    # Held: another sender gets only what is left and due; nothing before it is due.
+    assert [d.id for d in store.claim_deliveries(T0 + 2, T0 + 32, 10)] == [ids[2]]
+    assert store.claim_deliveries(T0 + 3, T0 + 33, 10) == []
+    assert store.claim_deliveries(T0 + 3, T0 + 33, 10, only=[ids[3]]) == []
+    # Recorded in one go: released, and guarded as one attempt each.
+    records = [AttemptRecord(DeliveryAttempt(ids[0], 1, T0 + 4, 200, 0.01, None),
+                             "succeeded", None),
+               AttemptRecord(DeliveryAttempt(ids[1], 1, T0 + 4, 503, 0.01, "HTTP 503"),
+                             "pending", T0 + 9),
+               AttemptRecord(DeliveryAttempt(ids[1], 1, T0 + 4, 503, 0.01, "again"),
+                             "pending", T0 + 9)]
+    assert store.record_delivery_attempts(records) == [True, True, False]
+    retried = store.get_delivery(ids[1])
+    assert retried is not None and retried.claimed_until is None and retried.attempts == 1
+    assert [a["error"] for a in store.delivery_attempts(ids[1])] == ["HTTP 503"]
+    # A dead sender's claim runs out: claimed again, with the retry now due (soonest first).
+    assert [d.id for d in store.claim_deliveries(T0 + 40, T0 + 70, 10)] == [ids[2], ids[1]]
+    assert [d.id for d in store.claim_deliveries(T0 + 60, T0 + 90, 10, only=[ids[3]])] == [
+        ids[3]]

@@ -228,3 +228,22 @@ def test_an_early_duplicate_message_never_sends_before_the_receivers_retry_after
     deps.clock.advance(29.5)  # a duplicate message arrives early
     assert deliver_callback("msg_1", deps).result == "skipped"
     assert len(deps.sender.sent) == 1  # type: ignore[union-attr]
+
+
+def test_a_round_sends_every_due_delivery_at_once_and_records_them_together() -> None:
+    from orchestrator.services.callbacks import deliver_due
+
+    deps = now_deps()
+    ep = endpoint(deps)
+    now = deps.clock.now()
+    deps.store.add_deliveries(
+        [NewDelivery(f"msg_{n}", None, "job.completed", URL, ep.id, b"{}", now)
+         for n in range(5)]
+        + [NewDelivery("msg_own", None, "job.completed", "https://own.example.com/", None,
+                       b"{}", now)], now)
+    outcomes = deliver_due(deps, most=4)
+    assert [o.result for o in outcomes] == ["succeeded"] * 4
+    assert len(deliver_due(deps)) == 2 and deliver_due(deps) == []
+    assert len(deps.sender.sent) == 6  # type: ignore[union-attr]
+    own = [h for u, h, _ in deps.sender.sent if u == "https://own.example.com/"]  # type: ignore[union-attr]
+    Webhook(deps.signing_secrets[0]).verify(b"{}", own[0])

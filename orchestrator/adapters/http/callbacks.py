@@ -8,16 +8,22 @@ original ``Host`` header and, for https, the host name for SNI and certificate c
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from orchestrator.adapters.http.guard import NetworkGuard, PinnedTarget, send_pinned
 from orchestrator.domain.errors import retry_after_seconds
 from orchestrator.domain.netguard import UnsafeUrl
-from orchestrator.ports import SendResult
+from orchestrator.ports import Outgoing, SendResult
 
 MAX_ADDRESSES_TRIED = 3
+
+
+# POSTs in flight at once from one process: a callback mostly waits on its receiver, so a
+# round of deliveries goes out together instead of one after another.
+MAX_CONCURRENT_POSTS = 16
 
 
 class HttpCallbackSender:
@@ -27,6 +33,14 @@ class HttpCallbackSender:
         self._client = client
         self._timeout = httpx.Timeout(timeout_s)
         self._guard = guard
+        self._pool: ThreadPoolExecutor | None = None
+
+    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
+        if len(requests) <= 1:
+            return [self.send(r.url, r.headers, r.body) for r in requests]
+        if self._pool is None:  # made on first use: after a worker's fork, not before
+            self._pool = ThreadPoolExecutor(MAX_CONCURRENT_POSTS, "callbacks")
+        return list(self._pool.map(lambda r: self.send(r.url, r.headers, r.body), requests))
 
     def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
         started = time.perf_counter()

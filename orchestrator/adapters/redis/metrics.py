@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -69,13 +70,19 @@ class RedisMetrics:
         self._write(lambda pipe: pipe.hincrby(self._counters, field, amount))
 
     def observe(self, name: str, labels: Mapping[str, str] | None, seconds: float) -> None:
+        self.observe_many(name, labels, [seconds])
+
+    def observe_many(self, name: str, labels: Mapping[str, str] | None,
+                     values: Sequence[float]) -> None:
+        if not values:
+            return
         key = series(name, labels)
-        bucket = _field(key, _BOUNDS[bucket_index(seconds)])
-        total = _field(key, _SUM)
+        buckets = Counter(_field(key, _BOUNDS[bucket_index(v)]) for v in values)
 
         def commands(pipe: Any) -> None:
-            pipe.hincrby(self._histograms, bucket, 1)
-            pipe.hincrbyfloat(self._histograms, total, seconds)
+            for bucket, n in buckets.items():
+                pipe.hincrby(self._histograms, bucket, n)
+            pipe.hincrbyfloat(self._histograms, _field(key, _SUM), sum(values))
 
         self._write(commands)
 

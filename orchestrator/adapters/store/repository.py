@@ -35,6 +35,7 @@ from orchestrator.domain.ids import new_id
 from orchestrator.domain.job import ACTIVE, NEW_ATTEMPT, TERMINAL, JobStatus, transition
 from orchestrator.domain.records import (
     Artifact,
+    AttemptRecord,
     Batch,
     BatchProgress,
     Delivery,
@@ -439,23 +440,52 @@ class SqlStore(Transactions):
     def record_delivery_attempt(
         self, attempt: DeliveryAttempt, *, status: str, next_attempt_at: float | None
     ) -> bool:
-        values: dict[str, Any] = {
-            "status": status, "attempts": attempt.number, "next_attempt_at": next_attempt_at,
-            "last_status_code": attempt.status_code, "last_error": attempt.error}
-        if status == "succeeded":
-            values["delivered_at"] = attempt.at
-        guarded = update(deliveries).where(
-            deliveries.c.id == attempt.delivery_id,
-            deliveries.c.attempts == attempt.number - 1,
-            deliveries.c.status == "pending").values(**values)
+        record = AttemptRecord(attempt, status, next_attempt_at)  # type: ignore[arg-type]
+        return self.record_delivery_attempts([record])[0]
+
+    def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        # One transaction for a round's attempts: the commit, not the statements, is what
+        # a delivery costs the database.
+        recorded: list[bool] = []
         with self._write() as conn:
-            if conn.execute(guarded).rowcount != 1:
-                return False
-            conn.execute(insert(delivery_attempts).values(
-                delivery_id=attempt.delivery_id, number=attempt.number, at=attempt.at,
-                status_code=attempt.status_code, latency_ms=attempt.latency_s * 1000,
-                error=attempt.error))
-        return True
+            for record in records:
+                attempt = record.attempt
+                values: dict[str, Any] = {
+                    "status": record.status, "attempts": attempt.number,
+                    "next_attempt_at": record.next_attempt_at, "claimed_until": None,
+                    "last_status_code": attempt.status_code, "last_error": attempt.error}
+                if record.status == "succeeded":
+                    values["delivered_at"] = attempt.at
+                guarded = update(deliveries).where(
+                    deliveries.c.id == attempt.delivery_id,
+                    deliveries.c.attempts == attempt.number - 1,
+                    deliveries.c.status == "pending").values(**values)
+                recorded.append(conn.execute(guarded).rowcount == 1)
+            rows = [{"delivery_id": r.attempt.delivery_id, "number": r.attempt.number,
+                     "at": r.attempt.at, "status_code": r.attempt.status_code,
+                     "latency_ms": r.attempt.latency_s * 1000, "error": r.attempt.error}
+                    for r, ok in zip(records, recorded, strict=True) if ok]
+            if rows:
+                conn.execute(insert(delivery_attempts), rows)
+        return recorded
+
+    def claim_deliveries(self, now: float, until: float, limit: int, *,
+                         only: Sequence[str] | None = None) -> list[Delivery]:
+        due = (select(deliveries.c.id)
+               .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now,
+                      or_(deliveries.c.claimed_until.is_(None),
+                          deliveries.c.claimed_until < now))
+               .order_by(deliveries.c.next_attempt_at).limit(limit)
+               # PostgreSQL: concurrent claimers skip each other's rows instead of
+               # waiting; SQLite takes its write lock up front and ignores this.
+               .with_for_update(skip_locked=True))
+        if only is not None:
+            due = due.where(deliveries.c.id.in_(list(only)))
+        with self._write() as conn:
+            rows = conn.execute(update(deliveries).where(deliveries.c.id.in_(due.scalar_subquery()))
+                                .values(claimed_until=until).returning(*deliveries.c)).all()
+        return sorted((_delivery(row) for row in rows),
+                      key=lambda d: (d.next_attempt_at or 0.0, d.id))
 
     def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]:
         query = (select(deliveries)

@@ -112,6 +112,8 @@ class DeliveryRow(SQLModel, table=True):
     last_status_code: int | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+    # While a sender holds it (its attempt on the way): others leave it alone until then.
+    claimed_until: float | None = None
 
 
 class CallbackEndpointRow(SQLModel, table=True):
