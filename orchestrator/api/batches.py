@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, Path, Response
+from pydantic.json_schema import SkipJsonSchema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.api.deps import ContainerDep, TokenDep
@@ -35,7 +36,8 @@ def submit(
     background: BackgroundTasks,
     token: TokenDep,
     container: ContainerDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    # A header is a string or absent: null is no value it can have.
+    idempotency_key: Annotated[str | SkipJsonSchema[None], Header(max_length=255)] = None,
 ) -> dict[str, Any]:
     """Submit 1 to 10,000 jobs at once: all are accepted, or none (a problem with any job
     is a 422 naming each bad job by its index, `jobs[17]`). Each job takes the `defaults`

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator.api.errors import ApiError
 from orchestrator.bootstrap import Container
@@ -20,16 +21,21 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
+# Declares the scheme in the OpenAPI schema (every /v1 operation's `security`); the token is
+# checked below, so that each refusal is a 401 in this API's error shape.
+BEARER = HTTPBearer(auto_error=False, description="an API token, from `orchestrator tokens "
+                                                  "create NAME`")
+
+
 def require_token(
     container: ContainerDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Token:
-    scheme, _, secret = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    if credentials is None:  # no Authorization header, another scheme, or no token in it
         raise ApiError(401, "unauthorized",
                        "missing bearer token: send 'Authorization: Bearer <token>' "
                        "(create one with 'orchestrator tokens create NAME')")
-    token = authenticate(secret.strip(), container.store)
+    token = authenticate(credentials.credentials, container.store)
     if token is None:
         raise ApiError(401, "unauthorized", "the token is unknown or revoked")
     return token

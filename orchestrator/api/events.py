@@ -31,6 +31,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
+from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.deps import ContainerDep, TokenDep
@@ -57,7 +58,9 @@ QUEUE_ITEMS = 1000  # lines a stream may hold for a slow reader before its pump 
 # HTTP client, whose pool the workers' other requests (a kill, an upload) need too.
 MAX_PUMPS = 32
 PUMP_SLOTS = threading.BoundedSemaphore(MAX_PUMPS)
-_LAST_EVENT_ID = re.compile(r"^s(\d{1,18})(?:,l(.+))?$|^l(.+)$")
+_LAST_EVENT_ID = re.compile(r"^s([0-9]{1,18})(?:,l(.+))?$|^l(.+)$")
+# The same, as the schema states it (a header value has no blanks at its ends on the wire).
+LAST_EVENT_ID_PATTERN = r"^(?:s[0-9]{1,18}(?:,l.*[^ \t])?|l.*[^ \t])?$"
 
 
 @dataclass
@@ -69,9 +72,10 @@ class Cursor:
 
 
 def parse_last_event_id(value: str | None) -> Cursor:
-    if not value or not value.strip():
+    value = (value or "").strip(" \t")  # HTTP's optional whitespace, nothing else
+    if not value:
         return Cursor()
-    match = _LAST_EVENT_ID.match(value.strip())
+    match = _LAST_EVENT_ID.match(value)
     if match is None:
         raise ApiError(400, "invalid_last_event_id",
                        "Last-Event-ID must be an id this stream sent: 's<n>', 'l<time>' or "
@@ -84,16 +88,31 @@ class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
 
+# One event of the stream, as OpenAPI 3.2's `itemSchema` describes each item of a sequential
+# media type (FastAPI documents its own event streams so); `data` is one line of JSON.
+EVENT_SCHEMA = {"type": "object", "properties": {
+    "event": {"type": "string", "enum": ["state", "log", "warning", "end"]},
+    "data": {"type": "string", "contentMediaType": "application/json"},
+    "id": {"type": "string"},
+    "retry": {"type": "integer", "minimum": 0},
+}}
+
+
 @router.get(
     "/{job_id}/events",
-    response_class=EventStreamResponse,
-    responses={200: {"description": "`state`, `log`, `warning` and a final `end` event"}},
+    # Documented by `responses` alone: with EventStreamResponse as the route's class, FastAPI
+    # would describe the whole stream as one string and put the JSON errors under its type.
+    response_class=StreamingResponse,
+    responses={200: {"description": "`state`, `log`, `warning` and a final `end` event",
+                     "content": {"text/event-stream": {"itemSchema": EVENT_SCHEMA}}}},
 )
 def job_events(
     job_id: JobId,
     _: TokenDep,
     container: ContainerDep,
-    last_event_id: Annotated[str | None, Header(max_length=400)] = None,
+    # The pattern is documented, not enforced by FastAPI: a wrong id is this route's own 400.
+    last_event_id: Annotated[str | SkipJsonSchema[None], Header(
+        max_length=400, json_schema_extra={"pattern": LAST_EVENT_ID_PATTERN})] = None,
 ) -> EventStreamResponse:
     """Server-sent events: the job's state changes (`state`), its run's log lines where the
     provider streams them (`log`), trouble fetching those (`warning`), and `end` with the

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic.json_schema import SkipJsonSchema
 
 from orchestrator.api.deps import ContainerDep, TokenDep
 from orchestrator.api.errors import ERROR_RESPONSES, ApiError
@@ -30,7 +31,8 @@ def submit(
     response: Response,
     token: TokenDep,
     container: ContainerDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    # A header is a string or absent: null is no value it can have.
+    idempotency_key: Annotated[str | SkipJsonSchema[None], Header(max_length=255)] = None,
 ) -> dict[str, Any]:
     """Submit one job. The same `Idempotency-Key` (header or field) and body again returns
     the first job with 200; the same key with another body is a 409."""
