@@ -171,8 +171,9 @@ class MeasuredSender:
         self._metrics.observe(DELIVERY_LATENCY, None, result.latency_s)
         return result
 
-    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
-        results = self._sender.send_many(requests)
+    def send_many(self, requests: Sequence[Outgoing], *,
+                  within_s: float | None = None) -> list[SendResult]:
+        results = self._sender.send_many(requests, within_s=within_s)
         self._metrics.observe_many(DELIVERY_LATENCY, None, [r.latency_s for r in results])
         return results
 

@@ -281,7 +281,14 @@ class JobStore(Protocol):
         first. ``only``: among these ids."""
         ...
 
-    def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
+    def release_deliveries(self, delivery_ids: Sequence[str], until: float) -> None:
+        """Let go of these claims (those still held until ``until``, still pending)."""
+        ...
+
+    def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Pending deliveries due before ``now`` that no sender holds (a claim that ran out
+        before ``now`` is a dead sender's)."""
+        ...
 
     def touch_deliveries(self, delivery_ids: Iterable[str], now: float, *,
                          before: float) -> None: ...
@@ -446,8 +453,10 @@ class Outgoing:
 class CallbackSender(Protocol):
     def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult: ...
 
-    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
-        """Each one sent (several at once where the sender can), the results in order."""
+    def send_many(self, requests: Sequence[Outgoing], *,
+                  within_s: float | None = None) -> list[SendResult]:
+        """Each one sent (several at once where the sender can), the results in order; one
+        not answered ``within_s`` is a failed attempt. Never raises for one bad send."""
         ...
 
 

@@ -365,9 +365,19 @@ class InMemoryStore:
                     delivery, claimed_until=until)
             return [self._deliveries[d.id] for d in due]
 
+    def release_deliveries(self, delivery_ids: Sequence[str], until: float) -> None:
+        with self._lock:
+            for delivery_id in delivery_ids:
+                delivery = self._deliveries.get(delivery_id)
+                if (delivery is not None and delivery.status == "pending"
+                        and delivery.claimed_until == until):
+                    self._deliveries[delivery_id] = dataclasses.replace(
+                        delivery, claimed_until=None)
+
     def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]:
         due = [d for d in self._deliveries.values() if d.status == "pending"
-               and d.next_attempt_at is not None and d.next_attempt_at < now]
+               and d.next_attempt_at is not None and d.next_attempt_at < now
+               and (d.claimed_until is None or d.claimed_until < now)]
         return sorted(due, key=lambda d: d.next_attempt_at or 0)[:limit]
 
     def touch_deliveries(self, delivery_ids: Iterable[str], now: float, *,
@@ -376,7 +386,9 @@ class InMemoryStore:
             for delivery_id in delivery_ids:
                 delivery = self._deliveries.get(delivery_id)
                 due = delivery.next_attempt_at if delivery else None
-                if delivery is not None and due is not None and due < before:
+                held = delivery is not None and delivery.claimed_until is not None \
+                    and delivery.claimed_until >= before
+                if delivery is not None and due is not None and due < before and not held:
                     self._deliveries[delivery_id] = dataclasses.replace(
                         delivery, next_attempt_at=now)
 
@@ -737,7 +749,8 @@ class FakeSender:
         self.sent.append((url, dict(headers), body))
         return self._answers(len(self.sent))
 
-    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
+    def send_many(self, requests: Sequence[Outgoing], *,
+                  within_s: float | None = None) -> list[SendResult]:
         return [self.send(r.url, r.headers, r.body) for r in requests]
 
 

@@ -107,8 +107,19 @@ class CeleryScheduler:
 
     def _send(self, step: Step) -> None:
         name, args = step
-        if name == DELIVER and self._wake is not None and not self._wake.raise_():
-            return  # a wake-up is on its way: its round takes this delivery too
+        if name == DELIVER and self._wake is not None:
+            if not self._wake.raise_():
+                # A wake-up is on its way: its rounds take this delivery too. In case this
+                # one is due a moment after that task looks (clocks differ), one shared
+                # wake-up follows after the hold (one member of the delay queue).
+                self._delayed.add([((DELIVER, []), time.time() + self._wake.hold_s)])
+                return
+            try:
+                self._app.send_task(name, args=args)
+            except Exception:
+                self._wake.lower()  # no message behind the flag: let the next one try
+                raise
+            return
         self._app.send_task(name, args=args)
 
     def wake_senders(self) -> None:

@@ -127,11 +127,11 @@ def _as_seconds(value: object) -> float | None:
 def _http_date_delay(value: str, now: float) -> float | None:
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are GMT (RFC 9110)
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
+        if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are GMT (RFC 9110)
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # not a date we can use (year 99999999999, say): no hint
 
 
 def parse_json_body(content: bytes) -> object:

@@ -21,6 +21,7 @@ at their next attempt, kept in the log and replayable.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
 from orchestrator.domain.records import (
@@ -39,9 +40,9 @@ UNREADABLE_SECRET = (
     "the endpoint's secret cannot be decrypted ([callbacks].signing_secret changed since it "
     "was stored): rotate it ('orchestrator callbacks rotate-secret ID'), give receivers the "
     "new one, then replay")
-# Deliveries claimed by one round: enough to keep the sender's concurrent POSTs busy, few
-# enough that a round's transaction stays short.
-ROUND_MOST = 50
+# Deliveries claimed by one round: one wave of the sender's concurrent POSTs, so a round
+# takes about one request's time and ends well within its lease.
+ROUND_MOST = 16
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,10 @@ class DeliverOutcome:
 def deliver_callback(delivery_id: str, deps: Deps) -> DeliverOutcome:
     """A round of this one delivery, if it is due and no one else holds it."""
     now = deps.clock.now()
-    claimed = deps.store.claim_deliveries(now, now + deps.limits.delivery_lease_s, 1,
-                                          only=[delivery_id])
+    until = now + deps.limits.delivery_lease_s
+    claimed = deps.store.claim_deliveries(now, until, 1, only=[delivery_id])
     if claimed:
-        return _deliver(claimed, deps, now)[0]
+        return _deliver(claimed, deps, now, until)[0]
     delivery = deps.store.get_delivery(delivery_id)
     if (delivery is not None and delivery.status == "pending"
             and delivery.next_attempt_at is not None and delivery.next_attempt_at > now):
@@ -71,8 +72,9 @@ def deliver_callback(delivery_id: str, deps: Deps) -> DeliverOutcome:
 def deliver_due(deps: Deps, *, most: int = ROUND_MOST) -> list[DeliverOutcome]:
     """One round: up to ``most`` due deliveries no one holds, sent together."""
     now = deps.clock.now()
-    claimed = deps.store.claim_deliveries(now, now + deps.limits.delivery_lease_s, most)
-    return _deliver(claimed, deps, now) if claimed else []
+    until = now + deps.limits.delivery_lease_s
+    claimed = deps.store.claim_deliveries(now, until, most)
+    return _deliver(claimed, deps, now, until) if claimed else []
 
 
 @dataclass(frozen=True)
@@ -83,18 +85,28 @@ class _Plan:
     why: str = ""
 
 
-def _deliver(deliveries: Sequence[Delivery], deps: Deps, now: float) -> list[DeliverOutcome]:
+def _deliver(deliveries: Sequence[Delivery], deps: Deps, now: float,
+             until: float) -> list[DeliverOutcome]:
+    """Send and record claimed deliveries (held until ``until``)."""
     if deps.sender is None:
         raise RuntimeError("callbacks need a sender")
-    endpoints = _endpoints({d.endpoint_id for d in deliveries if d.endpoint_id}, deps)
-    plans = [_plan(d, endpoints, deps, now) for d in deliveries]
-    sendable = [p for p in plans if p.request is not None]
-    results = dict(zip((p.delivery.id for p in sendable),
-                       deps.sender.send_many([p.request for p in sendable if p.request]),
-                       strict=True))
-    answered = deps.clock.now()
-    records = [_record(p, results.get(p.delivery.id), deps, now, answered) for p in plans]
-    recorded = deps.store.record_delivery_attempts(records)
+    try:
+        endpoints = _endpoints({d.endpoint_id for d in deliveries if d.endpoint_id}, deps)
+        plans = [_plan(d, endpoints, deps, now) for d in deliveries]
+        sendable = [p for p in plans if p.request is not None]
+        # Half the lease: a round's sends are over (answered or given up) long before
+        # another sender may claim its deliveries.
+        sent = deps.sender.send_many([p.request for p in sendable if p.request],
+                                     within_s=deps.limits.delivery_lease_s / 2)
+        results = dict(zip((p.delivery.id for p in sendable), sent, strict=True))
+        answered = deps.clock.now()
+        records = [_record(p, results.get(p.delivery.id), deps, now, answered) for p in plans]
+        recorded = deps.store.record_delivery_attempts(records)
+    except BaseException:
+        # Whatever this round did not record goes back at once, not after the lease.
+        with suppress(Exception):
+            deps.store.release_deliveries([d.id for d in deliveries], until)
+        raise
     outcomes: list[DeliverOutcome] = []
     for plan, record, ok in zip(plans, records, recorded, strict=True):
         outcomes.append(_outcome(plan.delivery, record, ok, deps))

@@ -108,3 +108,30 @@ def test_one_delivery_wake_up_waits_at_a_time(redis_server: EmbeddedRedis) -> No
     scheduler.schedule([Deliver("msg_5")])
     assert app.sent[-1] == (DELIVER, ["msg_5"])
     client.close()
+
+
+def test_a_dropped_wake_up_comes_back_after_the_hold_and_a_failed_send_lowers_the_flag(
+        redis_server: EmbeddedRedis) -> None:
+    from orchestrator.adapters.celery_app import DELIVER
+    from orchestrator.adapters.redis.wake import RedisWakeFlag
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    delayed = RedisDelayQueue(client)
+    flag = RedisWakeFlag(client, hold_ms=60_000)
+    scheduler = CeleryScheduler(SentTasks(), delayed, flag)  # type: ignore[arg-type]
+    scheduler.schedule([Deliver("msg_1")])
+    scheduler.schedule([Deliver("msg_2")])  # dropped: one shared wake-up follows
+    scheduler.schedule([Deliver("msg_3")])
+    assert delayed.pop_due(time.time() + 61) == [(DELIVER, [])]
+
+    class Down:
+        def send_task(self, name: str, args: list[Any]) -> None:
+            raise ConnectionError("broker down")
+
+    flag.lower()
+    failing = CeleryScheduler(Down(), delayed, flag)  # type: ignore[arg-type]
+    with pytest.raises(ConnectionError):
+        failing.schedule([Deliver("msg_4")])
+    assert flag.raise_()  # lowered again: the next delivery sends its wake-up
+    client.close()

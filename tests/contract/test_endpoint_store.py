@@ -213,3 +213,21 @@ def test_deliveries_are_claimed_once_when_due_and_released_when_recorded(
     assert [d.id for d in store.claim_deliveries(T0 + 40, T0 + 70, 10)] == [ids[2], ids[1]]
     assert [d.id for d in store.claim_deliveries(T0 + 60, T0 + 90, 10, only=[ids[3]])] == [
         ids[3]]
+
+
+def test_the_sweep_leaves_held_deliveries_alone_and_a_release_frees_them(
+        store: JobStore) -> None:
+    store.add_deliveries([delivery("msg_a"), delivery("msg_b")], T0)
+    [held] = store.claim_deliveries(T0 + 1, T0 + 61, 1)
+    overdue = [d.id for d in store.overdue_deliveries(T0 + 30, 10)]
+    assert held.id not in overdue and len(overdue) == 1
+    store.touch_deliveries([held.id], T0 + 30, before=T0 + 30)
+    touched = store.get_delivery(held.id)
+    assert touched is not None and touched.next_attempt_at == T0  # not moved while held
+    store.release_deliveries([held.id], T0 + 99)  # not our claim: nothing happens
+    assert store.claim_deliveries(T0 + 2, T0 + 62, 5, only=[held.id]) == []
+    store.release_deliveries([held.id], T0 + 61)
+    assert [d.id for d in store.claim_deliveries(T0 + 2, T0 + 62, 5, only=[held.id])] == [
+        held.id]
+    # A dead sender's claim, run out a grace ago, is the sweep's again.
+    assert held.id in [d.id for d in store.overdue_deliveries(T0 + 100, 10)]

@@ -247,3 +247,22 @@ def test_a_round_sends_every_due_delivery_at_once_and_records_them_together() ->
     assert len(deps.sender.sent) == 6  # type: ignore[union-attr]
     own = [h for u, h, _ in deps.sender.sent if u == "https://own.example.com/"]  # type: ignore[union-attr]
     Webhook(deps.signing_secrets[0]).verify(b"{}", own[0])
+
+
+def test_a_round_that_cannot_record_lets_go_of_its_claims_at_once() -> None:
+    from orchestrator.services.callbacks import deliver_due
+    from orchestrator.testing import InMemoryStore
+
+    class Broken(InMemoryStore):
+        def record_delivery_attempts(self, records):  # type: ignore[no-untyped-def]
+            raise ConnectionError("database is locked")
+
+    deps = now_deps(store=Broken())
+    ep = endpoint(deps)
+    now = deps.clock.now()
+    deps.store.add_deliveries([NewDelivery("msg_1", None, "job.completed", URL, ep.id,
+                                           b"{}", now)], now)
+    with pytest.raises(ConnectionError):
+        deliver_due(deps)
+    held = deps.store.get_delivery("msg_1")
+    assert held is not None and held.claimed_until is None and held.status == "pending"

@@ -309,3 +309,48 @@ def test_without_a_guard_the_sender_sends_to_any_url() -> None:
         result = HttpCallbackSender(http, 5.0).send("http://10.0.0.1/hook", HEADERS, BODY)
     assert result.status_code == 204
     assert sent == ["http://10.0.0.1/hook"]
+
+
+
+def test_a_round_never_raises_for_one_bad_send_and_ends_in_time() -> None:
+    import threading
+
+    from orchestrator.adapters.http.callbacks import HttpCallbackSender
+    from orchestrator.ports import Outgoing
+
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            if self.path == "/slow":
+                release.wait(10)
+            if self.path == "/odd":
+                self.send_response(503)
+                self.send_header("Retry-After", "Mon, 01 Jan 99999999999 00:00:00 GMT")
+            else:
+                self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    client = httpx.Client()
+    sender = HttpCallbackSender(client, 5.0)
+    try:
+        urls = [f"{base}/ok", f"{base}/odd", f"{base}/slow", "http://[::1"]
+        results = sender.send_many([Outgoing(url, {}, b"{}") for url in urls], within_s=0.5)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        client.close()
+    ok, odd, slow, bad = results
+    assert ok.status_code == 204
+    assert odd.status_code == 503 and odd.retry_after is None  # an absurd date: no hint
+    assert slow.status_code is None and "no answer within 0.5 s" in (slow.error or "")
+    assert bad.status_code is None and bad.error

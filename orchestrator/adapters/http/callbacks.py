@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import httpx
 
@@ -24,6 +25,10 @@ MAX_ADDRESSES_TRIED = 3
 # POSTs in flight at once from one process: a callback mostly waits on its receiver, so a
 # round of deliveries goes out together instead of one after another.
 MAX_CONCURRENT_POSTS = 16
+# Connecting gets this long at most (each of up to MAX_ADDRESSES_TRIED addresses), and
+# of an answer's body only this much is read: a receiver cannot hold a send for long.
+CONNECT_S = 5.0
+MAX_BODY_READ = 1024
 
 
 class HttpCallbackSender:
@@ -31,16 +36,31 @@ class HttpCallbackSender:
                  guard: NetworkGuard | None = None) -> None:
         """``guard``: the SSRF guard each send goes through; None sends to any URL."""
         self._client = client
-        self._timeout = httpx.Timeout(timeout_s)
+        self._timeout_s = timeout_s
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_S))
         self._guard = guard
         self._pool: ThreadPoolExecutor | None = None
 
-    def send_many(self, requests: Sequence[Outgoing]) -> list[SendResult]:
-        if len(requests) <= 1:
-            return [self.send(r.url, r.headers, r.body) for r in requests]
+    def send_many(self, requests: Sequence[Outgoing], *,
+                  within_s: float | None = None) -> list[SendResult]:
+        """All at once (up to MAX_CONCURRENT_POSTS); a send not answered ``within_s`` is
+        a failed attempt, so a round ends in time whatever its receivers do."""
         if self._pool is None:  # made on first use: after a worker's fork, not before
             self._pool = ThreadPoolExecutor(MAX_CONCURRENT_POSTS, "callbacks")
-        return list(self._pool.map(lambda r: self.send(r.url, r.headers, r.body), requests))
+        started = time.perf_counter()
+        futures = [self._pool.submit(self._safe_send, r) for r in requests]
+        wait(futures, timeout=within_s)
+        return [f.result() if f.done() else SendResult(
+                    None, time.perf_counter() - started,
+                    error=f"no answer within {within_s:g} s")
+                for f in futures]
+
+    def _safe_send(self, request: Outgoing) -> SendResult:
+        started = time.perf_counter()
+        try:
+            return self.send(request.url, request.headers, request.body)
+        except Exception as exc:  # noqa: BLE001 - one bad send never sinks the round
+            return _failure(exc, started)
 
     def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
         started = time.perf_counter()
@@ -62,36 +82,57 @@ class HttpCallbackSender:
         # A few addresses at most: each unreachable one costs a connect time-out, and an
         # attempt must end well within the sweep's grace or it is handed out twice.
         try:
-            response = send_pinned(target, headers, lambda url, pinned, extensions:
-                                   self._request(url, pinned, body, extensions),
-                                   most=MAX_ADDRESSES_TRIED)
+            answer = send_pinned(target, headers, lambda url, pinned, extensions:
+                                 self._request(url, pinned, body, extensions),
+                                 most=MAX_ADDRESSES_TRIED)
+            return _result(answer, started)
         except Exception as exc:  # noqa: BLE001
             return _failure(exc, started)
-        return _result(response, started)
 
     def _post(self, url: str, headers: dict[str, str], body: bytes, started: float,
               extensions: dict[str, str] | None = None) -> SendResult:
         try:
-            response = self._request(url, headers, body, extensions)
+            return _result(self._request(url, headers, body, extensions), started)
         except Exception as exc:  # noqa: BLE001
             # Whatever went wrong (a refused connection, or a URL httpx cannot even use) is
             # one failed attempt, recorded; never a crash that leaves the delivery looping.
             return _failure(exc, started)
-        return _result(response, started)
 
     def _request(self, url: str, headers: dict[str, str], body: bytes,
-                 extensions: dict[str, str] | None) -> httpx.Response:
-        return self._client.post(url, content=body, headers=headers, timeout=self._timeout,
-                                 follow_redirects=False, extensions=extensions or None)
+                 extensions: dict[str, str] | None) -> _Answer:
+        """The status, the headers and the start of the body: a receiver that trickles a
+        long body is cut off after ``timeout_s`` of reading."""
+        request = self._client.build_request("POST", url, content=body, headers=headers,
+                                             timeout=self._timeout,
+                                             extensions=extensions or None)
+        response = self._client.send(request, stream=True, follow_redirects=False)
+        try:
+            deadline = time.monotonic() + self._timeout_s
+            text = b""
+            for chunk in response.iter_bytes():
+                text += chunk
+                if len(text) >= MAX_BODY_READ or time.monotonic() > deadline:
+                    break
+        finally:
+            response.close()
+        return _Answer(response.status_code, response.headers,
+                       text[:MAX_BODY_READ].decode(errors="replace"))
 
 
-def _result(response: httpx.Response, started: float) -> SendResult:
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    headers: httpx.Headers
+    text: str
+
+
+def _result(answer: _Answer, started: float) -> SendResult:
     latency = time.perf_counter() - started
-    if 200 <= response.status_code < 300:
-        return SendResult(response.status_code, latency)
-    wait = retry_after_seconds(response.headers, None, time.time())
-    reason = f"HTTP {response.status_code}: {response.text[:200]}"
-    return SendResult(response.status_code, latency, error=reason, retry_after=wait)
+    if 200 <= answer.status_code < 300:
+        return SendResult(answer.status_code, latency)
+    hint = retry_after_seconds(answer.headers, None, time.time())
+    reason = f"HTTP {answer.status_code}: {answer.text[:200]}"
+    return SendResult(answer.status_code, latency, error=reason, retry_after=hint)
 
 
 def _failure(exc: Exception, started: float) -> SendResult:

@@ -20,6 +20,10 @@ class RedisWakeFlag:
         self._key = key
         self._hold_ms = hold_ms
 
+    @property
+    def hold_s(self) -> float:
+        return self._hold_ms / 1000
+
     def raise_(self) -> bool:
         """True if no wake-up was on its way (send one now); False if one is."""
         return bool(self._client.set(self._key, b"1", nx=True, px=self._hold_ms))

@@ -446,9 +446,13 @@ class SqlStore(Transactions):
     def record_delivery_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
         # One transaction for a round's attempts: the commit, not the statements, is what
         # a delivery costs the database.
-        recorded: list[bool] = []
+        recorded: dict[int, bool] = {}
+        # In id order: PostgreSQL row locks taken in one order by every writer cannot
+        # deadlock (the sweep's touch updates rows in id order too).
+        order = sorted(range(len(records)), key=lambda i: records[i].attempt.delivery_id)
         with self._write() as conn:
-            for record in records:
+            for index in order:
+                record = records[index]
                 attempt = record.attempt
                 values: dict[str, Any] = {
                     "status": record.status, "attempts": attempt.number,
@@ -460,14 +464,21 @@ class SqlStore(Transactions):
                     deliveries.c.id == attempt.delivery_id,
                     deliveries.c.attempts == attempt.number - 1,
                     deliveries.c.status == "pending").values(**values)
-                recorded.append(conn.execute(guarded).rowcount == 1)
+                recorded[index] = conn.execute(guarded).rowcount == 1
             rows = [{"delivery_id": r.attempt.delivery_id, "number": r.attempt.number,
                      "at": r.attempt.at, "status_code": r.attempt.status_code,
                      "latency_ms": r.attempt.latency_s * 1000, "error": r.attempt.error}
-                    for r, ok in zip(records, recorded, strict=True) if ok]
+                    for i, r in enumerate(records) if recorded[i]]
             if rows:
                 conn.execute(insert(delivery_attempts), rows)
-        return recorded
+        return [recorded[i] for i in range(len(records))]
+
+    def release_deliveries(self, delivery_ids: Sequence[str], until: float) -> None:
+        if delivery_ids:
+            with self._write() as conn:
+                conn.execute(update(deliveries).where(
+                    deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "pending",
+                    deliveries.c.claimed_until == until).values(claimed_until=None))
 
     def claim_deliveries(self, now: float, until: float, limit: int, *,
                          only: Sequence[str] | None = None) -> list[Delivery]:
@@ -475,7 +486,7 @@ class SqlStore(Transactions):
                .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now,
                       or_(deliveries.c.claimed_until.is_(None),
                           deliveries.c.claimed_until < now))
-               .order_by(deliveries.c.next_attempt_at).limit(limit)
+               .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
                # PostgreSQL: concurrent claimers skip each other's rows instead of
                # waiting; SQLite takes its write lock up front and ignores this.
                .with_for_update(skip_locked=True))
@@ -489,7 +500,8 @@ class SqlStore(Transactions):
 
     def overdue_deliveries(self, now: float, limit: int) -> list[Delivery]:
         query = (select(deliveries)
-                 .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at < now)
+                 .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at < now,
+                        _unheld(now))
                  .order_by(deliveries.c.next_attempt_at).limit(limit))
         with self._read() as conn:
             return [_delivery(row) for row in conn.execute(query)]
@@ -499,8 +511,9 @@ class SqlStore(Transactions):
         ids = list(delivery_ids)
         if ids:
             with self._write() as conn:
-                conn.execute(update(deliveries).where(deliveries.c.id.in_(ids),
-                                                      deliveries.c.next_attempt_at < before)
+                conn.execute(update(deliveries).where(deliveries.c.id.in_(sorted(ids)),
+                                                      deliveries.c.next_attempt_at < before,
+                                                      _unheld(before))
                              .values(next_attempt_at=now))
 
     # tokens -------------------------------------------------------------------------------
@@ -585,3 +598,8 @@ def _batch_progress(conn: Connection, batch_id: str) -> BatchProgress:
     last = max((float(t) for s, _, t in found if s in terminal and t is not None),
                default=None)
     return BatchProgress({status: count for status, count, _ in found}, last)
+
+
+def _unheld(at: float) -> Any:
+    """No sender holds it at ``at``: never claimed, or the claim ran out before."""
+    return or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < at)
