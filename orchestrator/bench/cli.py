@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-NAMES = ("submit", "rate-limit", "throughput", "callbacks")
+NAMES = ("submit", "rate-limit", "throughput", "callbacks", "read-budget", "scale")
 
 EPILOG = """Examples:
 
@@ -26,6 +26,10 @@ EPILOG = """Examples:
   orchestrator bench throughput --jobs 1000       # P4 with 1,000 jobs
 
   orchestrator bench callbacks --rate 100         # P7: fan-out, and latency at 100 jobs/s
+
+  orchestrator bench read-budget --jobs 200       # P2, P3: 200 runs in flight under the read limit
+
+  orchestrator bench scale                        # P6: 100,000 jobs waiting on remote runs
 
 Each scenario measures its baseline in the same run; the table sets each number against
 the target in QUALITY.md. Unmet targets are reported, not errors: the exit status is 0

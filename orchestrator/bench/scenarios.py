@@ -397,9 +397,28 @@ def callbacks(ctx: Context) -> ScenarioResult:
     return run(ctx)
 
 
+def read_budget(ctx: Context) -> ScenarioResult:
+    """P2, P3: completion-detection lag and reads per job, under a read limit against
+    round-robin polling and without one against the official CodeWords client's loop
+    (``orchestrator.bench.readbudget``)."""
+    from orchestrator.bench.readbudget import read_budget as run
+
+    return run(ctx)
+
+
+def scale(ctx: Context) -> ScenarioResult:
+    """P6: 100,000 jobs waiting on remote runs: worker RSS, Redis memory and poll drift,
+    against Celery countdown tasks held by one worker (``orchestrator.bench.scale``)."""
+    from orchestrator.bench.scale import scale as run
+
+    return run(ctx)
+
+
 SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "submit": submit,
     "rate-limit": rate_limit,
     "throughput": throughput,
     "callbacks": callbacks,
+    "read-budget": read_budget,
+    "scale": scale,
 }
