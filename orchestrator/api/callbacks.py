@@ -112,10 +112,6 @@ def _detail(delivery: Delivery, container: Container) -> dict[str, Any]:
     return {**delivery_resource(delivery), "attempt_log": [attempt_resource(a) for a in log]}
 
 
-def _refused(refused: EndpointRefused) -> ApiError:
-    return ApiError(refused.status, refused.code, refused.message)
-
-
 @router.post("/v1/callbacks", status_code=201, response_model=CallbackSecretOut)
 def create(body: CallbackIn, _: TokenDep, container: ContainerDep) -> dict[str, Any]:
     """Register a callback endpoint. The answer carries its `whsec_` signing secret, which
@@ -126,10 +122,7 @@ def create(body: CallbackIn, _: TokenDep, container: ContainerDep) -> dict[str, 
                         workflows=tuple(body.workflows), labels=body.labels,
                         description=body.description)
     deps = container.deps
-    try:
-        endpoint = create_endpoint(spec, deps)
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    endpoint = create_endpoint(spec, deps)
     return _with_secret(endpoint, deps.clock.now())
 
 
@@ -137,10 +130,7 @@ def create(body: CallbackIn, _: TokenDep, container: ContainerDep) -> dict[str, 
 def list_all(_: TokenDep, container: ContainerDep) -> dict[str, Any]:
     """Every callback endpoint, oldest first (without their secrets)."""
     deps = container.deps
-    try:
-        endpoints = endpoints_of(deps).list_endpoints()
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    endpoints = endpoints_of(deps).list_endpoints()
     now = deps.clock.now()
     return {"items": [endpoint_resource(e, now) for e in endpoints]}
 
@@ -149,10 +139,7 @@ def list_all(_: TokenDep, container: ContainerDep) -> dict[str, Any]:
 def show(endpoint_id: EndpointId, _: TokenDep, container: ContainerDep) -> dict[str, Any]:
     """The endpoint (without its secret)."""
     deps = container.deps
-    try:
-        endpoint = get_endpoint(endpoint_id, deps)
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    endpoint = get_endpoint(endpoint_id, deps)
     return endpoint_resource(endpoint, deps.clock.now())
 
 
@@ -163,10 +150,7 @@ def change(endpoint_id: EndpointId, body: CallbackPatch, _: TokenDep,
     re-enables a disabled endpoint (its failed deliveries are not sent again by that:
     replay them with `POST /v1/callbacks/{id}/replay`)."""
     deps = container.deps
-    try:
-        endpoint = update_endpoint(endpoint_id, body.model_dump(exclude_unset=True), deps)
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    endpoint = update_endpoint(endpoint_id, body.model_dump(exclude_unset=True), deps)
     return endpoint_resource(endpoint, deps.clock.now())
 
 
@@ -174,10 +158,7 @@ def change(endpoint_id: EndpointId, body: CallbackPatch, _: TokenDep,
 def remove(endpoint_id: EndpointId, _: TokenDep, container: ContainerDep) -> Response:
     """Remove the endpoint. Its deliveries stay in the log (`GET /v1/deliveries/{id}`);
     pending ones end failed at their next attempt."""
-    try:
-        delete_endpoint(endpoint_id, container.deps)
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    delete_endpoint(endpoint_id, container.deps)
     return Response(status_code=204)
 
 
@@ -187,10 +168,7 @@ def rotate(endpoint_id: EndpointId, _: TokenDep, container: ContainerDep) -> dic
     callback is signed with both the new and the previous secret (two `v1,…` signatures),
     so the receiver can switch without missing one."""
     deps = container.deps
-    try:
-        endpoint = rotate_secret(endpoint_id, deps)
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    endpoint = rotate_secret(endpoint_id, deps)
     return _with_secret(endpoint, deps.clock.now())
 
 
@@ -214,7 +192,7 @@ def deliveries(
         # A removed endpoint's deliveries are kept: its id still names a log.
         if refused.status != 404 or not container.store.list_deliveries(
                 endpoint_id=endpoint_id, limit=1):
-            raise _refused(refused) from None
+            raise
     found = container.store.list_deliveries(
         endpoint_id=endpoint_id, status=status,
         since=None if since is None else since.timestamp(), before=cursor, limit=limit + 1)
@@ -229,10 +207,7 @@ def replay_endpoint(endpoint_id: EndpointId, body: ReplayIn, _: TokenDep,
     """Send every failed delivery of the endpoint created at or after `since` again, each
     with its own `webhook-id` and body; typically after a receiver's outage, once it is
     fixed (and the endpoint re-enabled)."""
-    try:
-        ids = replay_failed(endpoint_id, body.since.timestamp(), container.deps)
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    ids = replay_failed(endpoint_id, body.since.timestamp(), container.deps)
     return {"replayed": len(ids), "delivery_ids": ids}
 
 
@@ -252,8 +227,5 @@ def show_delivery(delivery_id: DeliveryId, _: TokenDep,
 def replay_one(delivery_id: DeliveryId, _: TokenDep, container: ContainerDep) -> dict[str, Any]:
     """Send the delivery again now, with the same `webhook-id` and body, whatever its state;
     its attempts so far stay in the log. The answer is the delivery, pending again."""
-    try:
-        delivery = replay_delivery(delivery_id, container.deps)
-    except EndpointRefused as refused:
-        raise _refused(refused) from None
+    delivery = replay_delivery(delivery_id, container.deps)
     return _detail(delivery, container)

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from orchestrator.services.endpoints import EndpointRefused
+
 log = logging.getLogger("orchestrator.api")
 
 
@@ -64,6 +66,12 @@ def install(app: FastAPI) -> None:
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return response
+
+    @app.exception_handler(EndpointRefused)
+    async def _endpoint_refused(_: Request, exc: EndpointRefused) -> JSONResponse:
+        # The callback routes let the service's refusals through: its status, code and
+        # message are the answer.
+        return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

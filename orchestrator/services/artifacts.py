@@ -110,8 +110,8 @@ def keep_artifacts(job: Job, urls: Sequence[str], deps: Deps) -> Keeping:
     earlier = {a.url: a for a in job.artifacts}
     retry_until = _retry_until(job, now)
     last_round = now >= retry_until
-    todo = [(n, url) for n, url in enumerate(urls[:MAX_FILES]) if url not in earlier]
-    if todo:
+    to_keep = [(n, url) for n, url in enumerate(urls[:MAX_FILES]) if url not in earlier]
+    if to_keep:
         taken = _take(job, deps, now)
         if taken is None:
             return Keeping(None, job.artifacts)
@@ -119,7 +119,7 @@ def keep_artifacts(job: Job, urls: Sequence[str], deps: Deps) -> Keeping:
     kept: dict[int, Artifact] = {n: earlier[u] for n, u in enumerate(urls) if u in earlier}
     unkept = [Unkept(n, u, f"more than {MAX_FILES} output files")
               for n, u in enumerate(urls) if n >= MAX_FILES and u not in earlier]
-    for n, url in todo:
+    for n, url in to_keep:
         if deps.clock.now() - now >= ROUND_BUDGET_S:
             if not last_round:
                 return _later(job, kept, unkept, None, retry_until)
